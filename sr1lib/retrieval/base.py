@@ -90,7 +90,12 @@ def sr1_version() -> str:
         return "0+unknown"
 
 
-def default_threads() -> int:
+def available_cores() -> int:
+    """Cores this process may run on (its affinity mask, not the machine's count)."""
     import os
 
-    return max(1, min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def default_threads() -> int:
+    return max(1, min(8, available_cores()))
