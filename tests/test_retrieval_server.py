@@ -216,6 +216,15 @@ def test_sr1_serve_command(tmp_path):
                 assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read().decode()[-2000:]
                 time.sleep(0.2)
         assert h["backend"] == "bm25s" and h["doc_count"] == 48
+        from sr1lib.fsutil import sha256_file
+        from sr1lib.evaluate.provenance import corpus_info
+        from sr1lib.retrieval.client import HttpRetriever
+
+        # The manifest travels so an evaluation against this URL can verify the corpus it searched.
+        corpus = h["manifest"]["corpus"]
+        assert corpus["sha256"] == sha256_file(corpus["path"])
+        with HttpRetriever(url) as client:
+            assert corpus_info(client)["sha256"] == corpus["sha256"]
         r = httpx.post(url + "/retrieve", json={"queries": ["Eiffel Tower Paris bridge"], "return_scores": True}).json()
         assert [d["document"]["id"] for d in r["result"][0]][:1] == ["15"] and len(r["result"][0]) == 2
     finally:

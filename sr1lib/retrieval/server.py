@@ -4,7 +4,7 @@
 `{"result": [[{"document": {"id", "contents"}, "score": float}, ...], ...]}`; without
 `return_scores` each hit is the bare document, exactly as Search-R1's server answers, so its trainer
 can use this server and our client can use its server. `topk` may be omitted (the server's default).
-`GET /health` reports backend, doc count and uptime; `GET /doc?id=` returns one passage.
+`GET /health` reports backend, the index manifest, doc count and uptime; `GET /doc?id=` returns one passage.
 
 Departures from Search-R1's server: bad input gets a 4xx naming the problem (it would raise or
 return 500), unknown fields are rejected, sizes are bounded, and it binds to loopback by default.
@@ -241,8 +241,9 @@ def create_app(retriever: Retriever, limits: ServerLimits = ServerLimits()):
 
     @app.get("/health")
     async def health():
+        # The manifest (corpus path and sha256) lets a client's evaluation record what it searched.
         return {"status": "ok", "backend": info.get("backend"), "index": info.get("index"),
-                "doc_count": len(retriever), "uptime_s": round(time.time() - started, 3),
+                "manifest": info.get("manifest"), "doc_count": len(retriever), "uptime_s": round(time.time() - started, 3),
                 "batches": batcher.batches, "queries": batcher.queries, **counts,
                 "limits": {"default_topk": limits.default_topk, "max_topk": limits.max_topk,
                            "max_queries": limits.max_queries, "max_body_bytes": limits.max_body_bytes}}
