@@ -1,7 +1,9 @@
-"""`sr1 toyworld build|pretrain`: the generated world and its locally pretrained base model.
+"""`sr1 toyworld build|pretrain|run`: the generated world, its locally pretrained base model, and
+the whole pipeline (build, pretrain, PPO, GRPO, PPO without masking, evaluation) in one command.
 
     sr1 toyworld build --out DIR [--seed S] [--profile P]       a world folder (see sr1lib.toyworld)
     sr1 toyworld pretrain [--world DIR] [--out DIR] [--profile P] [--seed S]
+    sr1 toyworld run --profile smoke|quick|full [--out DIR] [--seed S]   (sr1lib.experiments.pipeline)
 
 Without --out, pretrain fills the cache (.sr1-cache/toyworld/...) and reuses it when present;
 without --world it uses the cached evaluation world of (profile, seed). After training it prints
@@ -33,6 +35,15 @@ def register(sub) -> None:
     t.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
     t.add_argument("--probe", type=int, default=32, help="validation questions for the behaviour check (0 = off)")
     t.set_defaults(func=run_pretrain)
+
+    r = tw.add_parser("run", help="the whole pipeline: world, base model, PPO, GRPO, PPO without masking, "
+                                  "evaluation; writes DIR/summary.json")
+    r.add_argument("--profile", default="quick", help="smoke (seconds) | quick (~12 min) | full (~45 min)")
+    r.add_argument("--out", default="", help="output folder (default runs/toyworld-PROFILE-sSEED); reruns resume")
+    r.add_argument("--seed", type=int, default=0, help="world and training seed (default 0)")
+    r.add_argument("--device", default="cpu", help="cpu | cuda | auto (default cpu)")
+    r.add_argument("--quiet", action="store_true", help="no progress bars")
+    r.set_defaults(func=run_pipeline)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
 
@@ -77,4 +88,16 @@ def run_pretrain(args) -> int:
     if args.probe:
         res = probe_model(out, world, n=args.probe)
         print("behaviour on validation questions (first turn):", json.dumps(res))
+    return 0
+
+
+def run_pipeline(args) -> int:
+    import sys
+
+    from sr1lib.experiments.pipeline import summary_table, toyworld_pipeline
+
+    summary = toyworld_pipeline(args.profile, args.seed, args.out, device=args.device, progress=not args.quiet,
+                                log=lambda line: print(line, file=sys.stderr, flush=True))
+    print(summary_table(summary))
+    print(f"summary: {summary['out']}/summary.json; training curves: {summary['out']}/training_metrics.csv")
     return 0
