@@ -43,6 +43,7 @@ def register(sub) -> None:
     r.add_argument("--seed", type=int, default=0, help="world and training seed (default 0)")
     r.add_argument("--device", default="cpu", help="cpu | cuda | auto (default cpu)")
     r.add_argument("--quiet", action="store_true", help="no progress bars")
+    r.add_argument("--markdown", action="store_true", help="print the summary table as markdown")
     r.set_defaults(func=run_pipeline)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
@@ -98,6 +99,6 @@ def run_pipeline(args) -> int:
 
     summary = toyworld_pipeline(args.profile, args.seed, args.out, device=args.device, progress=not args.quiet,
                                 log=lambda line: print(line, file=sys.stderr, flush=True))
-    print(summary_table(summary))
+    print(summary_table(summary, fmt='markdown' if args.markdown else 'text'))
     print(f"summary: {summary['out']}/summary.json; training curves: {summary['out']}/training_metrics.csv")
     return 0

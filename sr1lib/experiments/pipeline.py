@@ -13,7 +13,8 @@ Stages, each timed (`stage_seconds`) with the process's peak memory after it:
 
 `DIR/summary.json` holds `em` (method -> single | two | all -> EM), `searches_per_question`
 (method -> mean over all test questions; by hop type under `searches_by_hop`), `stage_seconds`,
-`peak_rss_mb`, the training curves' start and end, and where every run and model lives.
+`stage_status` (cached / built, trained / resumed / reused), `peak_rss_mb`, the training curves'
+start and end, and where every run and model lives.
 Everything resumes: cached stages are reused, finished runs are reused, unfinished ones resume
 from their last checkpoint, and evaluation resumes from its predictions files. The RL sizes are
 the notebooks' (`sr1lib.experiments.profiles.TRAIN`), so a report and this command train alike.
@@ -87,6 +88,7 @@ def toyworld_pipeline(profile: str = "quick", seed: int = 0, out: str | Path = "
     from sr1lib.experiments.setup import index_for, toy_model, toy_world
     from sr1lib.experiments.training import train_run
     from sr1lib.fsutil import write_json_atomic
+    from sr1lib.toyworld.cache import model_dir, world_dir
 
     check_profile(profile)
     out = Path(out or f"runs/toyworld-{profile}-s{seed}").resolve()
@@ -95,6 +97,8 @@ def toyworld_pipeline(profile: str = "quick", seed: int = 0, out: str | Path = "
     stages = Stages(log)
     t_start = time.perf_counter()
 
+    cached = {"world": (world_dir(profile, seed) / "world.json").exists(),
+              "pretrain": (model_dir(profile, seed) / "pretrain.json").exists()}
     world = stages.run("world", lambda: toy_world(profile, seed))
     model = stages.run("pretrain", lambda: toy_model(profile, seed, progress))
     index = stages.run("index", lambda: index_for(world / "corpus.jsonl", "bm25s", progress=progress))
@@ -121,6 +125,9 @@ def toyworld_pipeline(profile: str = "quick", seed: int = 0, out: str | Path = "
         "response_tokens": {m: hop_means(method_cells(results, m), "mean_response_tokens")["all"] for m in METHODS},
         "test_questions": {h: c["n"] for h, c in method_cells(results, "base").items()},
         "stage_seconds": {**stages.seconds, "total": round(time.perf_counter() - t_start, 2)},
+        # what the stage times mean: a cached world or model costs ~0 s, a reused run likewise
+        "stage_status": {**{k: "cached" if v else "built" for k, v in cached.items()},
+                         **{m: r["status"] for m, r in runs.items()}},
         "peak_rss_mb": stages.peak_mb,
         "training": runs,
         "train_sizes": sizes,
@@ -166,16 +173,27 @@ def evaluate_all(model: Path, runs: dict[str, dict[str, Any]], index: Path, data
     return results
 
 
-def summary_table(summary: dict[str, Any]) -> str:
-    """The EM table by hop type plus searches per question, as plain text."""
-    lines = [f"toy world '{summary['profile']}' seed {summary['seed']}: greedy EM on the test split "
-             f"({', '.join(f'{k} {v}' for k, v in summary['test_questions'].items())} questions)",
-             f"{'method':<12}{'single':>8}{'two':>8}{'all':>8}{'searches':>10}"]
+def _f(x: float | None, digits: int) -> str:
+    return "-" if x is None else f"{x:.{digits}f}"
+
+
+def summary_table(summary: dict[str, Any], fmt: str = "text") -> str:
+    """The EM table by hop type with searches per question (all and by hop), as text or markdown."""
+    head = ("method", "EM single", "EM two-hop", "EM all", "searches", "searches single", "searches two-hop")
+    rows = []
     for m in METHODS:
-        e = summary["em"][m]
-        cells = "".join(f"{'-' if e[h] is None else format(e[h], '.3f'):>8}" for h in ("single", "two", "all"))
-        s = summary["searches_per_question"][m]
-        lines.append(f"{m:<12}{cells}{'-' if s is None else format(s, '.2f'):>10}")
-    st = summary["stage_seconds"]
-    lines.append("stage seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in st.items()))
-    return "\n".join(lines)
+        e, s = summary["em"][m], summary["searches_by_hop"][m]
+        rows.append((m, _f(e["single"], 3), _f(e["two"], 3), _f(e["all"], 3), _f(s["all"], 2),
+                     _f(s["single"], 2), _f(s["two"], 2)))
+    n = summary["test_questions"]
+    title = (f"toy world '{summary['profile']}' seed {summary['seed']}: greedy EM on the held-out test split "
+             f"({n.get('single', 0)} single-hop, {n.get('two', 0)} two-hop questions)")
+    stages = "stage seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in summary["stage_seconds"].items())
+    if fmt == "markdown":
+        lines = ["| " + " | ".join(head) + " |", "|---" + "|---:" * (len(head) - 1) + "|"]
+        lines += ["| " + " | ".join(r) + " |" for r in rows]
+        return "\n".join([title, "", *lines, "", stages])
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(head)]
+    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
+             for r in (head, *rows)]
+    return "\n".join([title, *lines, stages])
