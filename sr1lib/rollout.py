@@ -34,8 +34,6 @@ Turn rules (departures from Search-R1's `generation.py` are marked *):
 from __future__ import annotations
 
 import math
-import queue
-import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
@@ -44,6 +42,7 @@ from sr1lib import protocol
 from sr1lib.config import RolloutConfig
 from sr1lib.errors import Sr1Error
 from sr1lib.generators import Generator, SamplingParams
+from sr1lib.retrieval.bounded import bounded_search
 from sr1lib.rewards import extract_answer, get_reward_fn
 from sr1lib.types import FEEDBACK, MODEL, PROMPT, RETRIEVED, QARecord, Segment, Trajectory
 
@@ -113,59 +112,6 @@ def _encode(tokenizer: Any, text: str) -> tuple[int, ...]:
     return tuple(tokenizer.encode(text, add_special_tokens=False))
 
 
-class _RetrieverThread:
-    """One long-lived daemon thread that runs retriever calls, so a hung backend becomes a
-    TimeoutError instead of a hang, and backends that bind state to the calling thread see the same
-    thread every time (pyjnius attaches a thread to the JVM on its first Java call; a fresh thread
-    per call would leak that state each turn). A thread stuck past its timeout is abandoned and the
-    next call gets a new one."""
-
-    _current: "_RetrieverThread | None" = None
-    _lock = threading.Lock()
-
-    def __init__(self) -> None:
-        self.jobs: queue.Queue = queue.Queue()
-        threading.Thread(target=self._serve, name="sr1-retriever", daemon=True).start()
-
-    def _serve(self) -> None:
-        while True:
-            fn, box, done = self.jobs.get()
-            try:
-                box["out"] = fn()
-            except BaseException as e:  # noqa: BLE001 - handed to the caller
-                box["err"] = e
-            done.set()
-
-    @classmethod
-    def call(cls, fn: Callable[[], Any], timeout_s: float) -> Any:
-        with cls._lock:
-            if cls._current is None:
-                cls._current = cls()
-            worker = cls._current
-        box: dict[str, Any] = {}
-        done = threading.Event()
-        worker.jobs.put((fn, box, done))
-        if not done.wait(timeout_s):
-            with cls._lock:
-                if cls._current is worker:
-                    cls._current = None  # abandoned: it may never come back
-            raise TimeoutError(f"the retriever did not answer within {timeout_s:g} s")
-        if "err" in box:
-            raise box["err"]
-        return box["out"]
-
-
-def _search(retriever: Any, queries: list[str], k: int, timeout_s: float | None) -> list[list[Any]]:
-    """retriever.search(queries, k), bounded by `timeout_s` (None: called in this thread)."""
-    if timeout_s is None:
-        out = retriever.search(queries, k)
-    else:
-        out = _RetrieverThread.call(lambda: retriever.search(queries, k), timeout_s)
-    if len(out) != len(queries):
-        raise RuntimeError(f"the retriever returned {len(out)} hit lists for {len(queries)} queries")
-    return out
-
-
 class _Loop:
     """One rollout call's shared state: tokenizer, config, cached protocol token ids, timers."""
 
@@ -186,7 +132,7 @@ class _Loop:
         """(hits per query or None on failure, error message, seconds): one retriever call."""
         t0 = time.perf_counter()
         try:
-            hits, err = _search(self.retriever, queries, self.topk, self.timeout_s), ""
+            hits, err = bounded_search(self.retriever, queries, self.topk, self.timeout_s), ""
         except Exception as e:  # noqa: BLE001 - every backend failure is reported the same way
             if self.cfg.on_retriever_error == "raise":
                 raise Sr1Error(f"retriever failed on {len(queries)} queries ({type(e).__name__}: {e}); "
