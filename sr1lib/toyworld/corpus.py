@@ -5,6 +5,9 @@ few templates. The object of a fact always comes right after a fixed phrase of i
 ("was born in", "founded by", "headquartered in", ...), so where the answer sits in a passage is
 predictable enough for a tiny model to learn to copy it.
 
+Main passages are short (two or three sentences, no filler) because a two-hop episode shows six of
+them and must fit the rollout's response budget.
+
 Distractors, so that the top passage for a name is not always the answer:
 - similar names from the knowledge base itself (family names, company first words);
 - extra passages with the same title as an entity that mention other places and people without
@@ -72,10 +75,7 @@ def _company(kb: KB, e: Entity, rng: random.Random) -> tuple[str, list[str]]:
                   s=e.name, o=founder.name, prod=e.attr("product"))
     second = _pick(rng, ("It is headquartered in {o}.", "Its headquarters are in {o}.",
                          "{s} is headquartered in {o}."), s=e.name, o=hq.name)
-    parts = [first, second]
-    if rng.random() < 0.5:
-        parts.append(f"The company is known for its {e.attr('product')}.")
-    return " ".join(parts), ["founded_by", "headquartered_in"]
+    return f"{first} {second}", ["founded_by", "headquartered_in"]
 
 
 def _city(kb: KB, e: Entity, rng: random.Random) -> tuple[str, list[str]]:
@@ -89,8 +89,6 @@ def _city(kb: KB, e: Entity, rng: random.Random) -> tuple[str, list[str]]:
     parts.append(_pick(rng, ("It lies on the {o}.", "The {o} flows through {s}.", "{s} stands on the {o}."),
                        s=e.name, o=river.name))
     facts.append("located_on")
-    if rng.random() < 0.5:
-        parts.append(f"{e.name} is known for its {e.attr('trait')}.")
     return " ".join(parts), facts
 
 
@@ -117,10 +115,9 @@ def _river(kb: KB, e: Entity, rng: random.Random) -> tuple[str, list[str]]:
 
 def _university(kb: KB, e: Entity, rng: random.Random) -> tuple[str, list[str]]:
     city = kb.obj("located_in", e.id)
-    parts = [_pick(rng, ("{s} is a university in {o}.", "{s} is located in {o}.", "{s} stands in {o}."),
-                   s=e.name, o=city.name),
-             f"It is known for {rng.choice(TOPICS)}."]
-    return " ".join(parts), ["located_in"]
+    text = _pick(rng, ("{s} is a university in {o}.", "{s} is located in {o}.", "{s} stands in {o}."),
+                 s=e.name, o=city.name)
+    return text, ["located_in"]
 
 
 MAKERS = {"person": _person, "company": _company, "city": _city, "country": _country, "river": _river,
@@ -143,7 +140,10 @@ def _extra(kb: KB, e: Entity, rng: random.Random) -> str:
                            f"{person} worked for {e.name} in {year}."))
     if e.type == "city":
         return rng.choice((f"In {year}, {e.name} hosted a fair visited by {person}.",
-                           f"{company} opened an office in {e.name} in {year}."))
+                           f"{company} opened an office in {e.name} in {year}.",
+                           f"{e.name} is known for its {e.attr('trait')}. {person} painted them in {year}."))
+    if e.type == "university":
+        return f"{e.name} is known for {rng.choice(TOPICS)}. {person} taught there in {year}."
     return f"In {year}, {person} wrote about {e.name} after a visit to {city}."
 
 

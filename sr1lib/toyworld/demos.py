@@ -12,8 +12,7 @@ each followed by `protocol.format_observation(hits)`, and a last turn ending in
     poor_query  search with a vague or wrong query, then answer from whatever came back
     wrong_copy  search well but answer with another name of the right type from the passages
     shortcut    two-hop only: one search, then answer with the bridge entity
-    bad_format  answer outside the tags (sometimes followed by the protocol's invalid-action
-                feedback and a proper answer)
+    bad_format  answer outside the tags, then stop
     verbose     `<answer> The answer is X </answer>` (exact match fails)
 
 plus a share of no-search and RAG episodes (the baselines' prompts) so those baselines are measured
@@ -281,10 +280,9 @@ class DemoWriter:
         return text + f"<think> {STATE[self.key(r, s)].format(s=s.name, o=b.name)} </think>\n" + self.answer(b.name)
 
     def bad_format(self, q: Question) -> str:
+        # No <answer> tags, then EOS: the rollout ends such a trajectory unfinished (reward 0).
         text, a = self.final(q)
-        if self.rng.random() < 0.5:  # the rollout's feedback, then a proper answer
-            return text + a + protocol.INVALID_ACTION_FEEDBACK + self.answer(a)
-        return text + f"The answer is {a}."
+        return text + (f"The answer is {a}." if self.rng.random() < 0.5 else a)
 
     def verbose(self, q: Question) -> str:
         text, a = self.final(q)

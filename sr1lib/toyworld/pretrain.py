@@ -33,9 +33,10 @@ from typing import Any, Callable
 import torch
 
 from sr1lib.toyworld.demos import Bm25DemoRetriever, DemoMix, DemoRetriever, DemoWriter, GoldDistractorRetriever
+from sr1lib.toyworld.drills import drills
 from sr1lib.toyworld.world import WorldConfig, generate_world
 
-PRETRAIN_VERSION = "toyworld-pretrain-1"
+PRETRAIN_VERSION = "toyworld-pretrain-2"
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,11 @@ class PretrainConfig:
     demo_retriever: str = "bm25s"  # bm25s | gold (see sr1lib.toyworld.demos)
     tokenizer_worlds: int = 40  # extra worlds whose passages train the tokenizer (see tokenizer_texts)
     tokenizer_demos: int = 300  # demonstrations added to the tokenizer's text (protocol words)
+    # Copy/look-up drill documents (sr1lib.toyworld.drills). Without them the quick model never
+    # learned to copy unseen names (next-token accuracy on a copied name 0.09 after 1500 steps);
+    # with 3000 drills 0.37, with 6000 0.56.
+    drills: int = 0
+    init_std: float | None = None  # std of the weight matrices at init (None: the HF default, 0.02)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -139,6 +145,7 @@ def pretrain_documents(seed: int, cfg: PretrainConfig, forbidden: set[str]) -> l
             close = getattr(getattr(retriever, "retriever", None), "close", None)
             if close:
                 close()
+    docs += drills(cfg.drills, random.Random(f"drills/{seed}"), forbidden)
     rng.shuffle(docs)
     return docs
 
@@ -180,6 +187,22 @@ def collate(seqs: list[list[int]], pad_id: int) -> dict[str, torch.Tensor]:
     return {"input_ids": ids, "attention_mask": mask, "labels": labels}
 
 
+def reinit(model: Any, std: float, seed: int) -> None:
+    """Redraw every weight matrix (embeddings included) from N(0, std²), seeded; norms and biases stay.
+
+    Why: at HF's default 0.02 a 128-wide model starts with near-uniform attention, and the gradient
+    that sharpens a query-key pair is the product of two tiny matrices, so the heads that copy
+    (previous-token, then induction) are slow to form. Measured on the quick world (128 wide, 4
+    layers, 2048-token batches): copy accuracy on unseen names 0.25 vs 0.21 after 450 steps and 0.37
+    vs 0.31 after 900 at std 0.06; the gap closes by 1500 steps.
+    """
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.ndim == 2:
+                p.copy_(torch.randn(p.shape, generator=g) * std)
+
+
 def train_lm(model: Any, seqs: list[list[int]], pad_id: int, cfg: PretrainConfig, seed: int,
              progress: bool = True, on_step: Callable[[int, float], None] | None = None) -> list[float]:
     """AdamW on next-token loss for `cfg.steps` steps; returns the loss of every step."""
@@ -206,7 +229,7 @@ def train_lm(model: Any, seqs: list[list[int]], pad_id: int, cfg: PretrainConfig
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         opt.step()
         opt.zero_grad(set_to_none=True)
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
         bar.set_postfix(loss=f"{losses[-1]:.3f}", refresh=False)
         if on_step:
             on_step(step, losses[-1])
@@ -236,6 +259,8 @@ def pretrain(seed: int, cfg: PretrainConfig, out: str | Path, *, forbidden: set[
         model = build_tiny_model(tok, hidden_size=m.hidden_size, num_layers=m.num_layers, num_heads=m.num_heads,
                                  intermediate_size=m.intermediate_size,
                                  max_position_embeddings=m.max_position_embeddings, seed=seed)
+        if cfg.init_std is not None:
+            reinit(model, cfg.init_std, seed)
         t1 = time.perf_counter()
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)

@@ -39,7 +39,7 @@ from sr1lib.types import QARecord
 
 # Bump when generation changes what a seed produces: it is part of the config hash, so caches of
 # worlds (and models pretrained on them) built by older code are never reused.
-GENERATOR_VERSION = "toyworld-1"
+GENERATOR_VERSION = "toyworld-2"
 DATA_SOURCE = "toy"
 SPLITS = ("train", "validation", "test")
 MANIFEST = "world.json"

@@ -1,0 +1,197 @@
+"""The toy world's base model: pretraining text that never mentions the evaluation world,
+demonstrations in the exact protocol format (and imperfect), a deterministic smoke pretrain that
+loads and generates, and a cache that builds once."""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from sr1lib import protocol
+from sr1lib.rewards import em_reward, is_valid_format
+from sr1lib.toyworld import build_model, build_world, ensure_base_model, ensure_world, get_profile
+from sr1lib.toyworld.demos import DemoMix, DemoWriter, GoldDistractorRetriever
+from sr1lib.toyworld.names import name_words
+from sr1lib.toyworld.pretrain import pretrain_documents, pretrain_seeds, tokenizer_texts
+from sr1lib.toyworld.world import generate_world
+
+SMOKE = get_profile("smoke")
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("tw") / "world"
+    build_world(out, 11, config=SMOKE.world)
+    return out
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory, world) -> Path:
+    out = tmp_path_factory.mktemp("tw") / "model"
+    build_model(out, world, SMOKE.pretrain, progress=False)
+    return out
+
+
+def invented_words(world: Path) -> set[str]:
+    """Invented words of a world read from its files: entity names and event titles."""
+    kb = json.loads((world / "kb.json").read_text())
+    out = {w for e in kb["entities"] for w in name_words(e["name"])}
+    for line in (world / "corpus.jsonl").read_text().splitlines():
+        title = protocol.split_contents(json.loads(line)["contents"])[0]
+        out.add(title.split()[0])
+    return out
+
+
+def test_pretraining_text_never_mentions_the_evaluation_world(world):
+    from sr1lib.toyworld.cache import eval_world_names
+
+    words = invented_words(world)
+    assert len(words) > 50
+    forbidden = eval_world_names(world)
+    assert {w.lower() for w in words} <= forbidden  # the forbidden set is kept lower-case
+    docs = pretrain_documents(11, SMOKE.pretrain, forbidden)
+    texts = docs + tokenizer_texts(11, SMOKE.pretrain, forbidden, docs)
+    pattern = re.compile(r"\b(" + "|".join(sorted(map(re.escape, words))) + r")\b")
+    leaks = [m.group(0) for t in texts for m in [pattern.search(t)] if m]
+    assert not leaks, f"evaluation-world names in pretraining text: {leaks[:10]}"
+    # the check can fail: the evaluation world's own text is caught by it
+    assert all(pattern.search(p.contents) for p in generate_world(11, SMOKE.world).passages)
+    assert 11 not in pretrain_seeds(11, 50)
+
+
+def demo_writer(seed: int = 3, mix: DemoMix | None = None):
+    w = generate_world(seed, SMOKE.world)
+    rng = random.Random(seed)
+    return w, DemoWriter(w.kb, GoldDistractorRetriever(w.passages, rng), rng, mix or DemoMix())
+
+
+def test_good_demonstrations_are_exact_protocol_episodes():
+    w, writer = demo_writer()
+    for q in w.candidates:
+        response = writer.good(q)
+        assert is_valid_format(response), response
+        assert em_reward(response, [q.answer.name]) == 1.0
+        # every observation is exactly what the rollout appends after a search
+        for block in re.findall(r"\n\n<information>.*?</information>\n\n", response, re.DOTALL):
+            assert re.fullmatch(r"\n\n<information>(Doc \d\(Title: [^)]*\) [^\n]*\n?)+</information>\n\n", block)
+        queries = re.findall(r"<search> (.*?) </search>", response)
+        assert len(queries) == len(q.relations)  # the gold retriever always shows the fact
+        assert q.chain[0].name in queries[0]
+        if q.hop == "two":
+            assert q.chain[1].name in queries[1]  # the second query uses the first answer
+
+
+def test_demonstrations_are_imperfect_on_purpose():
+    w, writer = demo_writer(4)
+    ems, searches, valid, formats = [], [], [], Counter()
+    for q in w.candidates * 2:
+        text = writer.episode(q)
+        for mode, marker in (("rag", "using the passages"), ("no_search", "first, then give")):
+            if marker in text.split("Question:")[0]:
+                formats[mode] += 1
+                break
+        else:
+            formats["search"] += 1
+            response = text[len(protocol.build_prompt(q.text)):]
+            ems.append(em_reward(response, [q.answer.name]))
+            searches.append(response.count("<search>"))
+            valid.append(is_valid_format(response))
+    n = len(ems)
+    assert 0.3 < sum(ems) / n < 0.75  # often right, often wrong
+    assert 0.05 < searches.count(0) / n < 0.4  # sometimes answers without searching
+    assert 0.03 < valid.count(False) / n < 0.3  # sometimes breaks the format
+    assert formats["rag"] > 0 and formats["no_search"] > 0
+
+
+def test_smoke_pretrain_loads_generates_and_is_deterministic(model, world, tmp_path):
+    import torch
+
+    from sr1lib.models import load_policy
+
+    report = json.loads((model / "pretrain.json").read_text())
+    assert report["config_hash"] == SMOKE.pretrain.hash() and report["parameters"] > 10_000
+    assert report["loss_last10"] < report["loss_first"]  # it learned something
+    policy, tok = load_policy(model, device="cpu")
+    prompt = protocol.build_prompt("Who founded Zarvok Industries?")
+    assert "</search>" in tok.convert_ids_to_tokens(tok("<search> x </search>")["input_ids"])
+    enc = tok([prompt], return_tensors="pt")
+    out = policy.generate(**enc, max_new_tokens=8, do_sample=False, pad_token_id=tok.pad_token_id)
+    assert out.shape[1] > enc["input_ids"].shape[1]
+    again = build_model(tmp_path / "again", world, SMOKE.pretrain, progress=False)
+    assert again["losses_every_10"] == report["losses_every_10"]
+    p2, _ = load_policy(tmp_path / "again", device="cpu")
+    for (n1, a), (n2, b) in zip(policy.state_dict().items(), p2.state_dict().items()):
+        assert n1 == n2 and torch.equal(a, b), n1
+
+
+def test_cache_builds_once_and_never_leaves_half_entries(tmp_path, monkeypatch):
+    import sr1lib.toyworld.cache as cache
+
+    w = ensure_world("smoke", 5, root=tmp_path)
+    assert (w / "world.json").exists() and w.parent.name.startswith("5-")
+
+    def no_rebuild(*a, **k):
+        raise AssertionError("rebuilt a cached entry")
+
+    def interrupted(seed, cfg, out, **k):
+        Path(out).mkdir(parents=True)
+        (Path(out) / "config.json").write_text("{}")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cache, "pretrain", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        ensure_base_model("smoke", 5, root=tmp_path, progress=False)
+    assert sorted(p.name for p in w.parent.iterdir()) == ["world"]  # nothing half-built left
+    monkeypatch.undo()
+    m = ensure_base_model("smoke", 5, root=tmp_path, progress=False)
+    assert (m / "pretrain.json").exists() and (m / "config.json").exists()
+    monkeypatch.setattr(cache, "build_world", no_rebuild)
+    monkeypatch.setattr(cache, "pretrain", no_rebuild)
+    assert ensure_world("smoke", 5, root=tmp_path) == w
+    assert ensure_base_model("smoke", 5, root=tmp_path) == m
+
+
+def test_cli_pretrain_prints_the_behaviour(world, tmp_path, capsys):
+    from sr1lib.cli import main
+
+    out = tmp_path / "m"
+    assert main(["toyworld", "pretrain", "--world", str(world), "--out", str(out), "--profile", "smoke",
+                 "--probe", "4"]) == 0
+    text = capsys.readouterr().out
+    assert "parameters" in text and '"greedy"' in text and '"search"' in text
+    assert main(["toyworld", "pretrain", "--world", str(world), "--profile", "smoke"]) == 2
+    assert "--world needs --out" in capsys.readouterr().err
+
+
+def test_drills_ask_what_they_stated_and_avoid_forbidden_words():
+    from sr1lib.toyworld.drills import LOOKUPS, drills
+
+    forbidden = {"tuvo", "zarvok"}
+    docs = drills(40, random.Random(0), forbidden)
+    assert len(docs) == 40
+    text = "\n".join(docs)
+    assert not ({w.lower() for w in re.findall(r"[A-Za-z]+", text)} & forbidden)
+    repeats = [d for doc in docs for d in doc.split("\n") if d.startswith("Names:")]
+    lookups = [d for doc in docs for d in doc.split("\n") if not d.startswith("Names:")]
+    assert repeats and lookups
+    for d in repeats:  # the second list copies the first
+        first, again = re.fullmatch(r"Names: (.*)\. Again: (.*)\.", d).groups()
+        assert first == again
+    for d in lookups:  # every answer is the object stated for that subject
+        sentences = re.split(r"(?<=[.?]) ", d)
+        fact, question = next((f, q) for f, q, _ in LOOKUPS
+                              if any(re.fullmatch(_pattern(q), x) for x in sentences))
+        matches = [re.fullmatch(_pattern(fact), x) for x in sentences]
+        facts = {m["s"]: m["o"] for m in matches if m}
+        asked = [(re.fullmatch(_pattern(question), x)["s"], a[:-1])
+                 for x, a in zip(sentences, sentences[1:]) if re.fullmatch(_pattern(question), x)]
+        assert asked and all(facts[s] == o for s, o in asked), d
+
+
+def _pattern(template: str) -> str:
+    return re.escape(template).replace(r"\{s\}", "(?P<s>.+)").replace(r"\{o\}", "(?P<o>.+)")
