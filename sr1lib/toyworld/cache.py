@@ -60,8 +60,8 @@ def _profiles() -> dict[str, Profile]:
             drills=6000, init_std=0.06),
             "the main job's profile (about 12 minutes for the whole pipeline)"),
         "full": Profile("full", full_world, PretrainConfig(
-            worlds=6, world=full_world, model=ModelConfig(hidden_size=256, num_heads=8, intermediate_size=640),
-            steps=450), "about 45 minutes for the whole pipeline"),
+            worlds=6, world=full_world, model=QUICK_MODEL, steps=4000, batch_tokens=2048, max_len=512, lr=3e-3,
+            drills=10000, init_std=0.06), "about 45 minutes for the whole pipeline"),
     }
 
 
