@@ -163,7 +163,7 @@ def test_cli_pretrain_prints_the_behaviour(world, tmp_path, capsys):
     assert main(["toyworld", "pretrain", "--world", str(world), "--out", str(out), "--profile", "smoke",
                  "--probe", "4"]) == 0
     text = capsys.readouterr().out
-    assert "parameters" in text and '"greedy"' in text and '"search"' in text
+    assert "parameters" in text and '"greedy"' in text and '"search"' in text and "name_exact" in text
     assert main(["toyworld", "pretrain", "--world", str(world), "--profile", "smoke"]) == 2
     assert "--world needs --out" in capsys.readouterr().err
 
@@ -195,3 +195,41 @@ def test_drills_ask_what_they_stated_and_avoid_forbidden_words():
 
 def _pattern(template: str) -> str:
     return re.escape(template).replace(r"\{s\}", "(?P<s>.+)").replace(r"\{o\}", "(?P<o>.+)")
+
+
+def test_copy_spans_are_the_names_the_policy_writes():
+    from sr1lib.toyworld.probe import written_name_spans
+
+    response = ("<think> I need to find where Pesel Tudur was born. </think>\n<search> Pesel Tudur born </search>"
+                "\n\n<information>Doc 1(Title: Pesel Tudur) Pesel Tudur was born in Gillil.</information>\n\n"
+                "<think> Pesel Tudur was born in Gillil. </think>\n<answer> Gillil </answer>")
+    spans = written_name_spans(response, ["Pesel", "Pesel Tudur", "Gillil"])
+    written = sorted((response[a:b], is_answer) for a, b, is_answer in spans)
+    # three copies of the subject and two of the answer; none inside <information>, the longer
+    # name wins over its own first word, and only the name in <answer> counts as the answer
+    assert written == [("Gillil", False), ("Gillil", True)] + [("Pesel Tudur", False)] * 3
+
+
+def test_copy_accuracy_scores_a_model_that_copies_perfectly_above_one_that_does_not(world, model):
+    """A 'model' whose next-token prediction is the true next token scores 1.0; the smoke model less."""
+    import torch
+
+    from sr1lib.models import load_policy
+    from sr1lib.toyworld.probe import copy_accuracy
+
+    policy, tok = load_policy(model, device="cpu")
+
+    class Oracle(torch.nn.Module):  # logits peak at the next true token: teacher forcing made perfect
+        device = torch.device("cpu")
+
+        def forward(self, input_ids):
+            ids = input_ids[0]
+            logits = torch.zeros(1, len(ids), len(tok))
+            logits[0, torch.arange(len(ids) - 1), ids[1:]] = 1.0
+            return type("Out", (), {"logits": logits})()
+
+    perfect = copy_accuracy(Oracle(), tok, world, n=6)
+    real = copy_accuracy(policy, tok, world, n=6)
+    assert perfect["names"] == real["names"] > 6
+    assert perfect["token_acc"] == perfect["name_exact"] == perfect["answer_exact"] == 1.0
+    assert real["name_exact"] < 1.0

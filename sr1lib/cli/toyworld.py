@@ -88,7 +88,9 @@ def run_pretrain(args) -> int:
           f"train {report['seconds']['train']:.0f}s, total {report['seconds']['total']:.0f}s")
     if args.probe:
         res = probe_model(out, world, n=args.probe)
+        copy = res.pop("copy")
         print("behaviour on validation questions (first turn):", json.dumps(res))
+        print("copying the names a policy writes (teacher-forced, good demonstrations):", json.dumps(copy))
     return 0
 
 
