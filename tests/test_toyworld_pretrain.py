@@ -102,9 +102,9 @@ def test_demonstrations_are_imperfect_on_purpose():
             searches.append(response.count("<search>"))
             valid.append(is_valid_format(response))
     n = len(ems)
-    assert 0.3 < sum(ems) / n < 0.75  # often right, often wrong
-    assert 0.05 < searches.count(0) / n < 0.4  # sometimes answers without searching
-    assert 0.03 < valid.count(False) / n < 0.3  # sometimes breaks the format
+    assert 0.15 < sum(ems) / n < 0.5  # often right, more often wrong
+    assert 0.45 < searches.count(0) / n < 0.7  # mostly answers without searching (an overconfident base)
+    assert 0 < valid.count(False) / n < 0.1  # now and then breaks the format
     assert formats["rag"] > 0 and formats["no_search"] > 0
 
 
