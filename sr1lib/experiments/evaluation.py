@@ -71,7 +71,7 @@ def evaluate_table(profile: str = "quick", seed: int = 0, *, runs: Sequence[str]
                    runs_root: str = "runs/notebooks",
                    methods: Sequence[str] = ("direct", "rag", "search-r1"), datasets: Sequence[str] = (),
                    limit: int = 0, by_hop: bool = True, model: str = "", index: str = "", topk: int = 3,
-                   max_turns: int = 3, max_new_tokens: int = 48, max_response_tokens: int = 256,
+                   max_turns: int = 3, max_new_tokens: int = 48, max_response_tokens: int = 320,
                    device: str = "auto", out_dir: str = "", progress: bool = True,
                    artifacts: str = "") -> dict[str, Any]:
     """Evaluate the base model with `methods` and every trained run with `search-r1`.

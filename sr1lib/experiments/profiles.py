@@ -27,8 +27,8 @@ NOTEBOOKS = ("00_quickstart", "01_retrieval", "02_train", "03_ablation_rl_method
 TRAIN: dict[str, dict[str, Any]] = {
     "smoke": dict(steps=2, batch_size=2, group_size=2, lr=1e-4, kl_coef=0.001, max_turns=1, max_new_tokens=24,
                   max_response_tokens=96, topk=2, val_every=2, val_limit=2, log_rollouts=4),
-    "quick": dict(steps=16, batch_size=4, group_size=4, lr=2e-4, kl_coef=0.001, max_turns=3, max_new_tokens=48,
-                  max_response_tokens=256, topk=3, val_every=4, val_limit=20, log_rollouts=8),
+    "quick": dict(steps=40, batch_size=8, group_size=5, lr=2e-4, kl_coef=0.001, max_turns=3, max_new_tokens=48,
+                  max_response_tokens=320, topk=3, val_every=8, val_limit=20, log_rollouts=8),
     "full": dict(steps=80, batch_size=8, group_size=5, lr=2e-4, kl_coef=0.001, max_turns=3, max_new_tokens=48,
                  max_response_tokens=320, topk=3, val_every=5, val_limit=60, log_rollouts=8),
 }

@@ -33,7 +33,7 @@ def world_summary(world: Any) -> dict[str, Any]:
 
 def quickstart(profile: str = "quick", seed: int = 0, *, n_questions: int = 4, group_size: int = 2,
                split: str = "validation", max_turns: int = 3, max_new_tokens: int = 48,
-               max_response_tokens: int = 256, topk: int = 3, temperature: float = 1.0, device: str = "auto",
+               max_response_tokens: int = 320, topk: int = 3, temperature: float = 1.0, device: str = "auto",
                model: str = "", data: str = "", index: str = "", progress: bool = True,
                artifacts: str = "") -> dict[str, Any]:
     """Build or load the world and base model, roll out `n_questions` x `group_size` trajectories.
