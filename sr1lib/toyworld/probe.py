@@ -18,12 +18,11 @@ to the rollout loop (`sr1lib.rollout`), a layer above this package.
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
-
 import random
 import re
 import tempfile
+from pathlib import Path
+from typing import Any
 
 import torch
 
