@@ -233,3 +233,19 @@ def test_copy_accuracy_scores_a_model_that_copies_perfectly_above_one_that_does_
     assert perfect["names"] == real["names"] > 6
     assert perfect["token_acc"] == perfect["name_exact"] == perfect["answer_exact"] == 1.0
     assert real["name_exact"] < 1.0
+
+
+def test_lr_schedule_holds_the_peak_then_decays_to_the_floor():
+    from dataclasses import replace
+
+    from sr1lib.toyworld.pretrain import PretrainConfig, lr_at
+
+    cosine = PretrainConfig(steps=100, lr=1e-3, warmup_steps=10, min_lr_ratio=0.1)
+    wsd = replace(cosine, decay_steps=30)
+    assert lr_at(0, wsd) == pytest.approx(1e-4) and lr_at(9, wsd) == pytest.approx(1e-3)
+    # held at the peak through step 69, where plain cosine has already decayed
+    assert [lr_at(s, wsd) for s in (10, 40, 69)] == pytest.approx([1e-3] * 3)
+    assert lr_at(40, cosine) < 0.8e-3
+    decay = [lr_at(s, wsd) for s in range(70, 101)]
+    assert all(a > b for a, b in zip(decay, decay[1:]))
+    assert decay[-1] == pytest.approx(1e-4) and lr_at(100, cosine) == pytest.approx(1e-4)

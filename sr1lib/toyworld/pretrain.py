@@ -64,6 +64,9 @@ class PretrainConfig:
     max_len: int = 768  # documents are cut to this many tokens
     lr: float = 2e-3
     warmup_steps: int = 30
+    # 0: cosine decay over all steps after warm-up; n > 0: hold the peak lr, then cosine over the last
+    # n steps (warmup-stable-decay; copying only forms while the lr is high, see cache.QUICK_MODEL)
+    decay_steps: int = 0
     min_lr_ratio: float = 0.1
     weight_decay: float = 0.01
     grad_clip: float = 1.0
@@ -168,10 +171,14 @@ def length_batches(lengths: list[int], batch_tokens: int, rng: random.Random) ->
 
 
 def lr_at(step: int, cfg: PretrainConfig) -> float:
-    """Linear warm-up, then cosine decay to `min_lr_ratio * lr`."""
+    """Linear warm-up, then cosine decay to `min_lr_ratio * lr` over the rest (`decay_steps` 0) or
+    over the last `decay_steps` steps after a constant stretch."""
     if step < cfg.warmup_steps:
         return cfg.lr * (step + 1) / cfg.warmup_steps
-    t = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+    start = cfg.steps - cfg.decay_steps if cfg.decay_steps else cfg.warmup_steps
+    if step < start:
+        return cfg.lr
+    t = (step - start) / max(1, cfg.steps - start)
     return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
 
 
