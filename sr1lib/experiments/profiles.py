@@ -23,14 +23,17 @@ NOTEBOOKS = ("00_quickstart", "01_retrieval", "02_train", "03_ablation_rl_method
              "05_evaluate", "06_inspect")
 
 # Training sizes shared by 02_train (one run) and 03_ablation (each of its runs), so the ablation's
-# run of 02's configuration is the same run and is reused, not trained twice.
+# run of 02's configuration is the same run and is reused, not trained twice. micro_batch_size 10
+# (two GRPO groups per forward pass, each trimmed to its longest row) gives the same gradient as
+# one pass over the batch with less padding: quick's RL steps took 2.7 s instead of 3.5 (GRPO) and
+# 3.5 instead of 4.6 (PPO) on 2 cores; 5 and 20 were slower than 10.
 TRAIN: dict[str, dict[str, Any]] = {
     "smoke": dict(steps=2, batch_size=2, group_size=2, lr=1e-4, kl_coef=0.001, max_turns=1, max_new_tokens=24,
-                  max_response_tokens=96, topk=2, val_every=2, val_limit=2, log_rollouts=4),
+                  max_response_tokens=96, topk=2, val_every=2, val_limit=2, log_rollouts=4, micro_batch_size=0),
     "quick": dict(steps=40, batch_size=8, group_size=5, lr=2e-4, kl_coef=0.001, max_turns=3, max_new_tokens=48,
-                  max_response_tokens=320, topk=3, val_every=8, val_limit=20, log_rollouts=8),
+                  max_response_tokens=320, topk=3, val_every=8, val_limit=20, log_rollouts=8, micro_batch_size=10),
     "full": dict(steps=80, batch_size=8, group_size=5, lr=2e-4, kl_coef=0.001, max_turns=3, max_new_tokens=48,
-                 max_response_tokens=320, topk=3, val_every=5, val_limit=60, log_rollouts=8),
+                 max_response_tokens=320, topk=3, val_every=5, val_limit=60, log_rollouts=8, micro_batch_size=10),
 }
 
 _ROLLOUT_KEYS = ("max_turns", "max_new_tokens", "max_response_tokens", "topk")
@@ -40,7 +43,7 @@ def _nb(profile: str) -> dict[str, dict[str, Any]]:
     t = TRAIN[profile]
     rollout = {k: t[k] for k in _ROLLOUT_KEYS}
     train = {k: t[k] for k in ("steps", "batch_size", "group_size", "lr", "kl_coef", "val_every", "val_limit",
-                               "log_rollouts")}
+                               "log_rollouts", "micro_batch_size")}
     return {
         "00_quickstart": dict(profile=profile, seed=0, n_questions=2 if profile == "smoke" else 4, group_size=2,
                               **rollout),

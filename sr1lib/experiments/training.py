@@ -43,7 +43,7 @@ def name_prefix(profile: str, model: str = "", data: str = "") -> str:
 def build_config(setup: Any, *, algorithm: str, mask_retrieved: bool, seed: int, steps: int, batch_size: int,
                  group_size: int, lr: float, kl_coef: float, max_turns: int, max_new_tokens: int,
                  max_response_tokens: int, topk: int, val_every: int, val_limit: int, log_rollouts: int,
-                 device: str, runs_root: str, name: str, critic_lr: float = 1e-3,
+                 device: str, runs_root: str, name: str, critic_lr: float = 1e-3, micro_batch_size: int = 0,
                  overrides: Sequence[str] = ()) -> Any:
     """The RunConfig of one training run (overrides: `section.field=value` strings applied last)."""
     from sr1lib import config as C
@@ -58,7 +58,8 @@ def build_config(setup: Any, *, algorithm: str, mask_retrieved: bool, seed: int,
                                 max_response_tokens=max_response_tokens, group_size=group_size),
         algorithm=C.AlgorithmConfig(name=algorithm, kl_coef=kl_coef, mask_retrieved=mask_retrieved),
         train=C.TrainConfig(model=setup.model, steps=steps, batch_size=batch_size, lr=lr, critic_lr=critic_lr,
-                            device=device, val_every=val_every, log_rollouts=log_rollouts),
+                            device=device, val_every=val_every, log_rollouts=log_rollouts,
+                            micro_batch_size=micro_batch_size),
     )
     return C.with_overrides(cfg, list(overrides))
 
@@ -101,9 +102,9 @@ def run_or_reuse(cfg: Any, progress: bool = True) -> tuple[Path, str]:
 def train_run(profile: str = "quick", seed: int = 0, *, algorithm: str = "grpo", mask_retrieved: bool = True,
               steps: int = 40, batch_size: int = 8, group_size: int = 5, lr: float = 2e-4, kl_coef: float = 0.001,
               critic_lr: float = 1e-3, max_turns: int = 3, max_new_tokens: int = 48, max_response_tokens: int = 320,
-              topk: int = 3, val_every: int = 8, val_limit: int = 20, log_rollouts: int = 8, device: str = "auto",
-              model: str = "", data: str = "", val_data: str = "", index: str = "", runs_root: str = "runs/notebooks",
-              run_name: str = "", overrides: Sequence[str] = (), progress: bool = True,
+              topk: int = 3, val_every: int = 8, val_limit: int = 20, log_rollouts: int = 8,
+              micro_batch_size: int = 10, device: str = "auto", model: str = "", data: str = "", val_data: str = "",
+              index: str = "", runs_root: str = "runs/notebooks", run_name: str = "", overrides: Sequence[str] = (), progress: bool = True,
               artifacts: str = "") -> dict[str, Any]:
     """One training run on the toy world of (profile, seed) or on the data/model/index given.
 
@@ -121,7 +122,8 @@ def train_run(profile: str = "quick", seed: int = 0, *, algorithm: str = "grpo",
                        batch_size=batch_size, group_size=group_size, lr=lr, kl_coef=kl_coef, max_turns=max_turns,
                        max_new_tokens=max_new_tokens, max_response_tokens=max_response_tokens, topk=topk,
                        val_every=val_every, val_limit=val_limit, log_rollouts=log_rollouts, device=device,
-                       runs_root=str(Path(runs_root).resolve()), name=name, critic_lr=critic_lr, overrides=overrides)
+                       runs_root=str(Path(runs_root).resolve()), name=name, critic_lr=critic_lr,
+                       micro_batch_size=micro_batch_size, overrides=overrides)
     folder, status = run_or_reuse(cfg, progress)
     frame = metrics_frame([folder])
     final = frame.iloc[-1].to_dict() if len(frame) else {}
