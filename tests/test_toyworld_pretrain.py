@@ -249,3 +249,18 @@ def test_lr_schedule_holds_the_peak_then_decays_to_the_floor():
     decay = [lr_at(s, wsd) for s in range(70, 101)]
     assert all(a > b for a, b in zip(decay, decay[1:]))
     assert decay[-1] == pytest.approx(1e-4) and lr_at(100, cosine) == pytest.approx(1e-4)
+
+
+def test_decay_steps_changes_the_hash_only_when_used():
+    import hashlib
+    from dataclasses import replace
+
+    from sr1lib.toyworld.pretrain import PRETRAIN_VERSION
+
+    cfg = get_profile("full").pretrain
+    fields = cfg.to_json()
+    del fields["decay_steps"]
+    before_the_field = hashlib.sha256(json.dumps({"version": PRETRAIN_VERSION, **fields}, sort_keys=True)
+                                      .encode()).hexdigest()[:12]
+    assert cfg.decay_steps == 0 and cfg.hash() == before_the_field  # existing caches stay valid
+    assert replace(cfg, decay_steps=800).hash() != cfg.hash()

@@ -36,13 +36,21 @@ class Profile:
 
 # 128 wide trains about twice as fast per token as 192 on CPU; for copying names (the skill the
 # base model lacked) optimizer steps and copy drills mattered more than width (see PretrainConfig).
-# Copying arrives as a phase change that needs the learning rate still high: on the full profile's
-# data (6 worlds, 10000 drills, lr 3e-3) teacher-forced whole-name accuracy (probe.copy_accuracy)
-# was 0.00 / 0.08 / 0.49 / 0.74 after 500 / 1000 / 1500 / 2000 steps of a 4000-step schedule, while
-# 1500 steps of a 1500-step schedule on 4 worlds ended at 0.045 (the lr decayed before the change).
-# A cheaper quick base model (quick-sized worlds, 2200 steps, lr kept above 0.7x) copied as well
-# (0.51) but its sampled first turn never searched (0 of 32 questions against full's 14 of 32), so
-# RL never saw a rewarded search in 24 steps; quick therefore shares full's base model.
+# Copying arrives as a phase change that needs the learning rate still high. Measured with
+# probe.copy_accuracy (teacher-forced whole-name / answer accuracy on the evaluation world):
+# - this base model (cosine over 4000 steps, 686 s): names 0.00 / 0.08 / 0.49 / 0.74 after 500 /
+#   1000 / 1500 / 2000 steps, 0.60 (answers 0.72) at the end; 1500 steps of a 1500-step cosine on
+#   4 worlds ended at 0.045 (the lr decayed before the change came).
+# - Faster base models that were tried (docs/BENCHMARKS.md, Toy world): a 192-wide MLP (25% faster
+#   per step) with the peak lr held to step 2000 then decayed (`decay_steps` 800, 2800 steps, 402 s)
+#   copied better (0.79 / 0.92), but then searched greedily and answered single-hop questions from
+#   the start (test EM 0.31), leaving quick's RL +0.04-0.08; making it guess more (70% of the
+#   demonstrations) moved the phase change ~800 steps later (3800 steps, ~9 min) and its sampled
+#   answers were never right, so PPO earned no reward in 40 steps. Not faster either: 2 layers, 2
+#   heads, lr 5e-3, 1024-token batches, 500 steps of drills alone first.
+# A cheaper quick base model (quick-sized worlds, 2200 steps) copied as well (0.51) but its sampled
+# first turn never searched (0 of 32 questions), so RL never saw a rewarded search; quick therefore
+# shares full's base model.
 QUICK_MODEL = ModelConfig(hidden_size=128, num_layers=4, num_heads=4, intermediate_size=384)
 
 

@@ -84,7 +84,10 @@ class PretrainConfig:
         return asdict(self)
 
     def hash(self) -> str:
-        blob = json.dumps({"version": PRETRAIN_VERSION, **self.to_json()}, sort_keys=True)
+        fields = self.to_json()
+        if not fields["decay_steps"]:  # added later: configs without it keep their hash and cache entry
+            del fields["decay_steps"]
+        blob = json.dumps({"version": PRETRAIN_VERSION, **fields}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
