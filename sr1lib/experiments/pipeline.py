@@ -105,7 +105,8 @@ def toyworld_pipeline(profile: str = "quick", seed: int = 0, out: str | Path = "
     runs: dict[str, dict[str, Any]] = {}
     for method, (algorithm, masked) in RL_STAGES.items():
         res = stages.run(method, lambda a=algorithm, m=masked: train_run(
-            profile, seed, algorithm=a, mask_retrieved=m, device=device, runs_root=str(out / "runs"), progress=progress, **sizes))
+            profile, seed, algorithm=a, mask_retrieved=m, device=device, runs_root=str(out / "runs"), progress=progress,
+            **sizes))
         frame = res["metrics"]
         runs[method] = {"run": res["run"], "status": res["status"], "reward": curve_ends(frame, "reward_mean"),
                         "val_em": curve_ends(frame, "val_em"),

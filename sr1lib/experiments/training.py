@@ -104,8 +104,8 @@ def train_run(profile: str = "quick", seed: int = 0, *, algorithm: str = "grpo",
               critic_lr: float = 1e-3, max_turns: int = 3, max_new_tokens: int = 48, max_response_tokens: int = 320,
               topk: int = 3, val_every: int = 8, val_limit: int = 20, log_rollouts: int = 8,
               micro_batch_size: int = 10, device: str = "auto", model: str = "", data: str = "", val_data: str = "",
-              index: str = "", runs_root: str = "runs/notebooks", run_name: str = "", overrides: Sequence[str] = (), progress: bool = True,
-              artifacts: str = "") -> dict[str, Any]:
+              index: str = "", runs_root: str = "runs/notebooks", run_name: str = "",
+              overrides: Sequence[str] = (), progress: bool = True, artifacts: str = "") -> dict[str, Any]:
     """One training run on the toy world of (profile, seed) or on the data/model/index given.
 
     Returns {run (folder), status (trained | resumed | reused), config (dict), metrics (one row per

@@ -72,7 +72,7 @@ def _profiles() -> dict[str, Profile]:
         # quick shares full's world and base model (one cache entry; see QUICK_MODEL's comment):
         # RL can only amplify a behaviour that it samples
         "quick": Profile("quick", full_world, full_pretrain,
-                         "the main job's profile: full's world and base model, shorter RL (~20 min; ~8 once cached)"),
+                         "the main job's profile: full's world and base model, shorter RL (~18 min; ~7 once cached)"),
         "full": Profile("full", full_world, full_pretrain, "about 31 minutes for the whole pipeline"),
     }
 
