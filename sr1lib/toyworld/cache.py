@@ -73,7 +73,7 @@ def _profiles() -> dict[str, Profile]:
         # RL can only amplify a behaviour that it samples
         "quick": Profile("quick", full_world, full_pretrain,
                          "the main job's profile: full's world and base model, shorter RL (~18 min; ~7 once cached)"),
-        "full": Profile("full", full_world, full_pretrain, "about 31 minutes for the whole pipeline"),
+        "full": Profile("full", full_world, full_pretrain, "about 27 minutes for the whole pipeline"),
     }
 
 
