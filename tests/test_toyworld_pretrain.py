@@ -251,16 +251,44 @@ def test_lr_schedule_holds_the_peak_then_decays_to_the_floor():
     assert decay[-1] == pytest.approx(1e-4) and lr_at(100, cosine) == pytest.approx(1e-4)
 
 
-def test_decay_steps_changes_the_hash_only_when_used():
+def test_later_fields_change_the_hash_only_when_used():
     import hashlib
     from dataclasses import replace
 
     from sr1lib.toyworld.pretrain import PRETRAIN_VERSION
 
-    cfg = get_profile("full").pretrain
+    cfg = get_profile("smoke").pretrain
     fields = cfg.to_json()
-    del fields["decay_steps"]
-    before_the_field = hashlib.sha256(json.dumps({"version": PRETRAIN_VERSION, **fields}, sort_keys=True)
-                                      .encode()).hexdigest()[:12]
-    assert cfg.decay_steps == 0 and cfg.hash() == before_the_field  # existing caches stay valid
-    assert replace(cfg, decay_steps=800).hash() != cfg.hash()
+    del fields["decay_steps"], fields["late_mix"]
+    before_the_fields = hashlib.sha256(json.dumps({"version": PRETRAIN_VERSION, **fields}, sort_keys=True)
+                                       .encode()).hexdigest()[:12]
+    assert cfg.decay_steps == 0 and cfg.late_mix is None
+    assert cfg.hash() == before_the_fields  # existing caches stay valid
+    assert replace(cfg, decay_steps=8).hash() != cfg.hash()
+    late = replace(cfg, decay_steps=8, late_mix=DemoMix(single={"guess": 1.0}))
+    assert late.hash() not in (cfg.hash(), replace(cfg, decay_steps=8).hash())
+
+
+def test_the_late_mix_documents_replace_the_others_for_the_decay_steps(model):
+    from dataclasses import replace
+
+    import torch
+
+    from sr1lib.models import build_tiny_model, load_tokenizer
+    from sr1lib.toyworld.pretrain import train_lm
+
+    cfg = replace(SMOKE.pretrain, steps=10, decay_steps=4, batch_tokens=64, warmup_steps=1)
+    tok = load_tokenizer(model)
+    lm = build_tiny_model(tok, hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64, seed=0)
+    early = [[5 + i % 3] * (6 + i) for i in range(12)]  # token ids 5-7
+    late = [[20 + i % 3] * (6 + i) for i in range(12)]  # token ids 20-22
+    seen: list[set[int]] = []
+    lm.register_forward_pre_hook(lambda m, args, kw: seen.append(set(kw["input_ids"].flatten().tolist())),
+                                    with_kwargs=True)
+    with torch.random.fork_rng(devices=[]):
+        losses = train_lm(lm, early, tok.pad_token_id, cfg, seed=0, progress=False, late_seqs=late)
+    pad = {tok.pad_token_id}
+    assert len(losses) == len(seen) == 10
+    assert all(ids - pad <= {5, 6, 7} for ids in seen[:6])
+    assert all(ids - pad <= {20, 21, 22} for ids in seen[6:])
+    assert set().union(*seen[6:]) - pad == {20, 21, 22}

@@ -26,7 +26,7 @@ import math
 import random
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -49,6 +49,9 @@ class ModelConfig:
     max_position_embeddings: int = 1024
 
 
+_LATER_FIELDS = ("decay_steps", "late_mix")
+
+
 @dataclass(frozen=True)
 class PretrainConfig:
     """How the base model is made; every field is part of the model's config hash."""
@@ -58,6 +61,11 @@ class PretrainConfig:
     episodes_per_question: float = 1.0  # demonstrations per candidate question of each world
     passages_per_doc: int = 6  # passages joined into one plain-text document
     mix: DemoMix = field(default_factory=DemoMix)
+    # demonstrations of the last `decay_steps` steps (None: `mix` throughout). Copying forms while the
+    # lr is high and is learned from every kind of demonstration; the decay phase sets which first
+    # turn the model prefers, so a guess-heavy late mix gives a reader that copies well yet guesses
+    # greedily (see cache.QUICK_MODEL).
+    late_mix: DemoMix | None = None
     model: ModelConfig = field(default_factory=ModelConfig)
     steps: int = 300
     batch_tokens: int = 8192  # padded tokens per optimizer step
@@ -85,8 +93,9 @@ class PretrainConfig:
 
     def hash(self) -> str:
         fields = self.to_json()
-        if not fields["decay_steps"]:  # added later: configs without it keep their hash and cache entry
-            del fields["decay_steps"]
+        for name in _LATER_FIELDS:  # added later: configs that leave them unset keep their hash and cache entry
+            if not fields[name]:
+                del fields[name]
         blob = json.dumps({"version": PRETRAIN_VERSION, **fields}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
@@ -185,6 +194,11 @@ def lr_at(step: int, cfg: PretrainConfig) -> float:
     return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
 
 
+def encode_documents(tok: Any, docs: list[str], max_len: int) -> list[list[int]]:
+    """Token ids of each document, cut to `max_len - 1`, then EOS."""
+    return [ids[:max_len - 1] + [tok.eos_token_id] for ids in tok(docs, add_special_tokens=False)["input_ids"]]
+
+
 def collate(seqs: list[list[int]], pad_id: int) -> dict[str, torch.Tensor]:
     """Right-padded input_ids, attention_mask and labels (-100 on padding), all [B, T]."""
     T = max(len(s) for s in seqs)
@@ -214,8 +228,11 @@ def reinit(model: Any, std: float, seed: int) -> None:
 
 
 def train_lm(model: Any, seqs: list[list[int]], pad_id: int, cfg: PretrainConfig, seed: int,
-             progress: bool = True, on_step: Callable[[int, float], None] | None = None) -> list[float]:
-    """AdamW on next-token loss for `cfg.steps` steps; returns the loss of every step."""
+             progress: bool = True, on_step: Callable[[int, float], None] | None = None,
+             late_seqs: list[list[int]] | None = None) -> list[float]:
+    """AdamW on next-token loss for `cfg.steps` steps; returns the loss of every step.
+
+    `late_seqs` (documents of `cfg.late_mix`) replace `seqs` for the last `cfg.decay_steps` steps."""
     from tqdm.auto import tqdm
 
     rng = random.Random(f"batches/{seed}")
@@ -227,7 +244,10 @@ def train_lm(model: Any, seqs: list[list[int]], pad_id: int, cfg: PretrainConfig
     losses: list[float] = []
     model.train()
     bar = tqdm(range(cfg.steps), desc="pretrain", disable=not progress, mininterval=2)
+    switch = cfg.steps - cfg.decay_steps if late_seqs is not None and cfg.decay_steps else cfg.steps
     for step in bar:
+        if step == switch:
+            seqs, batches = late_seqs, []
         if not batches:
             batches = length_batches([len(s) for s in seqs], cfg.batch_tokens, rng)
         batch = collate([seqs[i] for i in batches.pop()], pad_id)
@@ -258,13 +278,14 @@ def pretrain(seed: int, cfg: PretrainConfig, out: str | Path, *, forbidden: set[
 
     t0 = time.perf_counter()
     docs = pretrain_documents(seed, cfg, forbidden)
+    late_docs = pretrain_documents(seed, replace(cfg, mix=cfg.late_mix), forbidden) if cfg.late_mix else None
     t_docs = time.perf_counter() - t0
     prev_threads = torch.get_num_threads()
     torch.set_num_threads(cfg.threads)
     try:
         tok = train_tokenizer(tokenizer_texts(seed, cfg, forbidden, docs), vocab_size=cfg.model.vocab_size)
-        eos = tok.eos_token_id
-        seqs = [ids[:cfg.max_len - 1] + [eos] for ids in tok(docs, add_special_tokens=False)["input_ids"]]
+        seqs = encode_documents(tok, docs, cfg.max_len)
+        late_seqs = encode_documents(tok, late_docs, cfg.max_len) if late_docs else None
         m = cfg.model
         model = build_tiny_model(tok, hidden_size=m.hidden_size, num_layers=m.num_layers, num_heads=m.num_heads,
                                  intermediate_size=m.intermediate_size,
@@ -274,7 +295,7 @@ def pretrain(seed: int, cfg: PretrainConfig, out: str | Path, *, forbidden: set[
         t1 = time.perf_counter()
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            losses = train_lm(model, seqs, tok.pad_token_id, cfg, seed, progress)
+            losses = train_lm(model, seqs, tok.pad_token_id, cfg, seed, progress, late_seqs=late_seqs)
         t_train = time.perf_counter() - t1
     finally:
         torch.set_num_threads(prev_threads)
@@ -287,6 +308,7 @@ def pretrain(seed: int, cfg: PretrainConfig, out: str | Path, *, forbidden: set[
         "config_hash": cfg.hash(),
         "pretrain_world_seeds": pretrain_seeds(seed, cfg.worlds),
         "documents": len(docs),
+        "late_documents": len(late_docs or []),
         "document_tokens": n_tokens,
         "parameters": sum(p.numel() for p in model.parameters()),
         "vocab_size": len(tok),
