@@ -292,3 +292,23 @@ def test_the_late_mix_documents_replace_the_others_for_the_decay_steps(model):
     assert all(ids - pad <= {5, 6, 7} for ids in seen[:6])
     assert all(ids - pad <= {20, 21, 22} for ids in seen[6:])
     assert set().union(*seen[6:]) - pad == {20, 21, 22}
+
+
+def test_a_late_mix_pretrain_uses_its_own_documents(world, model, tmp_path):
+    from dataclasses import replace
+
+    from sr1lib.errors import Sr1Error
+    from sr1lib.models import load_policy
+    from sr1lib.toyworld.cache import GUESSING_MIX
+
+    late = replace(SMOKE.pretrain, decay_steps=4, late_mix=GUESSING_MIX)
+    report = build_model(tmp_path / "late", world, late, progress=False)
+    assert report["late_documents"] > 0 and report["config_hash"] == late.hash() != SMOKE.pretrain.hash()
+    a, _ = load_policy(model, device="cpu")
+    b, _ = load_policy(tmp_path / "late", device="cpu")
+    same = [bool((pa == pb).all()) for pa, pb in zip(a.parameters(), b.parameters())]
+    assert not all(same)  # the last 4 steps saw other demonstrations
+    with pytest.raises(Sr1Error, match="decay_steps"):
+        replace(SMOKE.pretrain, late_mix=GUESSING_MIX)
+    with pytest.raises(Sr1Error, match="decay_steps"):
+        replace(SMOKE.pretrain, decay_steps=SMOKE.pretrain.steps + 1)

@@ -32,6 +32,7 @@ from typing import Any, Callable
 
 import torch
 
+from sr1lib.errors import Sr1Error
 from sr1lib.toyworld.demos import Bm25DemoRetriever, DemoMix, DemoRetriever, DemoWriter, GoldDistractorRetriever
 from sr1lib.toyworld.drills import drills
 from sr1lib.toyworld.world import WorldConfig, generate_world
@@ -87,6 +88,13 @@ class PretrainConfig:
     # with 3000 drills 0.37, with 6000 0.56.
     drills: int = 0
     init_std: float | None = None  # std of the weight matrices at init (None: the HF default, 0.02)
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.decay_steps <= self.steps:
+            raise Sr1Error(f"PretrainConfig.decay_steps: {self.decay_steps} is not in [0, steps={self.steps}]")
+        if self.late_mix is not None and not self.decay_steps:
+            raise Sr1Error("PretrainConfig.late_mix is used for the last `decay_steps` steps; set decay_steps > 0 "
+                           "or leave late_mix unset")
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
