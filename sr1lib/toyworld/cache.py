@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from sr1lib.errors import Sr1Error
+from sr1lib.toyworld.demos import DemoMix
 from sr1lib.toyworld.kb import KBSize
 from sr1lib.toyworld.pretrain import ModelConfig, PretrainConfig, pretrain
 from sr1lib.toyworld.world import MANIFEST, WorldConfig, build_world, generate_world, read_manifest, swap_into_place
@@ -34,24 +35,31 @@ class Profile:
     note: str = ""
 
 
-# 128 wide trains about twice as fast per token as 192 on CPU; for copying names (the skill the
-# base model lacked) optimizer steps and copy drills mattered more than width (see PretrainConfig).
-# Copying arrives as a phase change that needs the learning rate still high. Measured with
-# probe.copy_accuracy (teacher-forced whole-name / answer accuracy on the evaluation world):
-# - this base model (cosine over 4000 steps, 686 s): names 0.00 / 0.08 / 0.49 / 0.74 after 500 /
-#   1000 / 1500 / 2000 steps, 0.60 (answers 0.72) at the end; 1500 steps of a 1500-step cosine on
-#   4 worlds ended at 0.045 (the lr decayed before the change came).
-# - Faster base models that were tried (docs/BENCHMARKS.md, Toy world): a 192-wide MLP (25% faster
-#   per step) with the peak lr held to step 2000 then decayed (`decay_steps` 800, 2800 steps, 402 s)
-#   copied better (0.79 / 0.92), but then searched greedily and answered single-hop questions from
-#   the start (test EM 0.31), leaving quick's RL +0.04-0.08; making it guess more (70% of the
-#   demonstrations) moved the phase change ~800 steps later (3800 steps, ~9 min) and its sampled
-#   answers were never right, so PPO earned no reward in 40 steps. Not faster either: 2 layers, 2
-#   heads, lr 5e-3, 1024-token batches, 500 steps of drills alone first.
-# A cheaper quick base model (quick-sized worlds, 2200 steps) copied as well (0.51) but its sampled
-# first turn never searched (0 of 32 questions), so RL never saw a rewarded search; quick therefore
-# shares full's base model.
-QUICK_MODEL = ModelConfig(hidden_size=128, num_layers=4, num_heads=4, intermediate_size=384)
+# Both base models are 128 wide with 4 layers and 4 heads (128 trains about twice as fast per token
+# as 192 on CPU; for copying names, optimizer steps and copy drills mattered more than width).
+# Copying arrives as a phase change that needs the learning rate still high (probe.copy_accuracy,
+# teacher-forced whole-name accuracy on the evaluation world: 0.08 / 0.49 / 0.74 after 1000 / 1500 /
+# 2000 steps of full's cosine; a 1500-step cosine ended at 0.045). Full numbers: docs/BENCHMARKS.md,
+# "How the base models were chosen".
+#
+# full: 384-wide MLP, cosine over 4000 steps (686 s); copies names 0.60 / answers 0.72. Its RL learns
+#   the second, bridge-entity search (two-hop EM 0.09 PPO / 0.33 GRPO after 80 steps).
+# quick: 192-wide MLP (25% faster per step), the peak lr held to step 2000 and decayed over the last
+#   800 (2800 steps, ~420 s); copies 0.86 / 0.93. Which first turn a model prefers is set in the decay
+#   steps (`late_mix`): the base model must guess when greedy yet search when sampled (RL can only
+#   amplify a behaviour it samples). With DemoMix's default throughout (55% guessing) greedy decoding
+#   already searched (test EM 0.31), leaving quick's RL +0.04-0.08; GUESSING_MIX (65%, few two-hop
+#   shortcuts) guesses greedily and samples searches on 43% / 34% of single / two-hop questions; 63%
+#   searched greedily, 66% sampled 28% / 26%, 70% sampled 20% / 17% and PPO never left 0.
+#   Its RL reaches higher single-hop EM, but in 80 steps it never learned the second search (two-hop
+#   EM 0 for PPO and GRPO), so full keeps the slower model.
+FULL_MODEL = ModelConfig(hidden_size=128, num_layers=4, num_heads=4, intermediate_size=384)
+QUICK_MODEL = ModelConfig(hidden_size=128, num_layers=4, num_heads=4, intermediate_size=192)
+GUESSING_MIX = DemoMix(  # DemoMix's default with 65% guessing and two-hop shortcuts mostly turned into good episodes
+    single={"guess": 0.65, "good": 0.2333, "poor_query": 0.0388, "wrong_copy": 0.0234, "bad_format": 0.0234,
+            "verbose": 0.0311},
+    two={"guess": 0.65, "good": 0.2592, "shortcut": 0.0167, "poor_query": 0.0297, "wrong_copy": 0.0148,
+         "bad_format": 0.0148, "verbose": 0.0148})
 
 
 def _profiles() -> dict[str, Profile]:
@@ -61,18 +69,18 @@ def _profiles() -> dict[str, Profile]:
     full_kb = KBSize(countries=10, cities=30, rivers=10, universities=12, people=120, companies=60)
     full_world = WorldConfig(kb=full_kb, train_kb=full_kb, events=30,
                              questions={"train": 400, "validation": 60, "test": 160})
-    full_pretrain = PretrainConfig(worlds=6, world=full_world, model=QUICK_MODEL, steps=4000, batch_tokens=2048,
+    full_pretrain = PretrainConfig(worlds=6, world=full_world, model=FULL_MODEL, steps=4000, batch_tokens=2048,
                                    max_len=512, lr=3e-3, drills=10000, init_std=0.06)
+    quick_pretrain = replace(full_pretrain, model=QUICK_MODEL, steps=2800, decay_steps=800, late_mix=GUESSING_MIX)
     return {
         "smoke": Profile("smoke", smoke_world, PretrainConfig(
             worlds=2, world=smoke_world, tokenizer_worlds=4, tokenizer_demos=50,
             model=ModelConfig(vocab_size=600, hidden_size=64, num_layers=2, num_heads=2, intermediate_size=128),
             steps=12, batch_tokens=4096, warmup_steps=3, threads=1, drills=20, init_std=0.06),
             "seconds; structure only, the model learns little"),
-        # quick shares full's world and base model (one cache entry; see QUICK_MODEL's comment):
-        # RL can only amplify a behaviour that it samples
-        "quick": Profile("quick", full_world, full_pretrain,
-                         "the main job's profile: full's world and base model, shorter RL (~18 min; ~7 once cached)"),
+        # quick shares full's world and test questions; its base model is the faster one (see above)
+        "quick": Profile("quick", full_world, quick_pretrain,
+                         "the main job's profile: full's world, a faster base model, shorter RL"),
         "full": Profile("full", full_world, full_pretrain, "about 27 minutes for the whole pipeline"),
     }
 
