@@ -284,7 +284,7 @@ def test_the_late_mix_documents_replace_the_others_for_the_decay_steps(model):
     late = [[20 + i % 3] * (6 + i) for i in range(12)]  # token ids 20-22
     seen: list[set[int]] = []
     lm.register_forward_pre_hook(lambda m, args, kw: seen.append(set(kw["input_ids"].flatten().tolist())),
-                                    with_kwargs=True)
+                                 with_kwargs=True)
     with torch.random.fork_rng(devices=[]):
         losses = train_lm(lm, early, tok.pad_token_id, cfg, seed=0, progress=False, late_seqs=late)
     pad = {tok.pad_token_id}

@@ -49,7 +49,7 @@ class Profile:
 #   steps (`late_mix`): the base model must guess when greedy yet search when sampled (RL can only
 #   amplify a behaviour it samples). With DemoMix's default throughout (55% guessing) greedy decoding
 #   already searched (test EM 0.31), leaving quick's RL +0.04-0.08; GUESSING_MIX (65%, few two-hop
-#   shortcuts) guesses greedily and samples searches on 43% / 34% of single / two-hop questions; 63%
+#   shortcuts) guesses greedily and samples searches on 41% / 34% of single / two-hop questions; 63%
 #   searched greedily, 66% sampled 28% / 26%, 70% sampled 20% / 17% and PPO never left 0.
 #   Its RL reaches higher single-hop EM, but in 80 steps it never learned the second search (two-hop
 #   EM 0 for PPO and GRPO), so full keeps the slower model.

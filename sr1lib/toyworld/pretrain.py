@@ -55,7 +55,8 @@ _LATER_FIELDS = ("decay_steps", "late_mix")
 
 @dataclass(frozen=True)
 class PretrainConfig:
-    """How the base model is made; every field is part of the model's config hash."""
+    """How the base model is made; every field is part of the model's config hash (the `_LATER_FIELDS`
+    only when set)."""
 
     worlds: int = 6  # pretraining worlds
     world: WorldConfig = field(default_factory=WorldConfig)  # size of each pretraining world
