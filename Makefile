@@ -1,4 +1,5 @@
-# Set-up in two commands: `make test` and `make demo`. Both create .venv (venv + pip) when missing.
+# Set-up in two commands: `make test` and `make demo`. Both create .venv when missing (venv, then uv
+# with pip's settings, or pip where uv cannot be had: tools/install_venv.py).
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -12,8 +13,7 @@ venv: $(STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/python -m pip install -qq --upgrade pip
-	$(BIN)/python -m pip install -qq "$(TORCH_CPU)" -e ".[test]"
+	$(BIN)/python tools/install_venv.py "$(TORCH_CPU)" -e ".[test]"
 	touch $(STAMP)
 
 test: $(STAMP)

@@ -6,6 +6,7 @@ is what keeps the conda file honest: same package set, same lower bounds.
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import tomllib
 
@@ -111,7 +112,7 @@ def test_makefile_cpu_path_pins_torch():
     assert pin == "torch==2.13.*", f"Makefile TORCH_CPU is {pin!r}"
     # every install that resolves dependencies must pin the CPU torch (a --no-deps install cannot pull one)
     installs = [line for line in text.splitlines()
-                if "pip install" in line and "-e" in line and "--no-deps" not in line]
+                if ("pip install" in line or "install_venv.py" in line) and "-e" in line and "--no-deps" not in line]
     assert installs and all("$(TORCH_CPU)" in line for line in installs), installs
     # the pin must satisfy pyproject's own bound on torch
     assert pyproject_requirements()["torch"].contains("2.13.0")
@@ -125,3 +126,29 @@ def test_pyproject_declares_the_console_script():
 @pytest.mark.parametrize("name", ["faiss_cpu", "Sentence.Transformers", "PyStemmer"])
 def test_canonical_names(name):
     assert canonical(name) == canonical(name.lower().replace("_", "-").replace(".", "-"))
+
+
+def load_installer():
+    spec = importlib.util.spec_from_file_location("install_venv", ROOT / "tools" / "install_venv.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_installer_passes_pips_settings_to_uv():
+    inst = load_installer()
+    listing = ("global.find-links='/opt/wheels'\n"
+               "global.extra-index-url='file:///a/simple file:///b/simple'\n"
+               "global.constraint='/etc/c.txt'\n"
+               "global.cert='/etc/ssl/ca.crt'\n"
+               "user.index-url='https://mirror/simple'\n"
+               ":env:.find-links='/env/wheels'\n"
+               ":env:.default-timeout='180'\n")
+    flags = inst.uv_flags(inst.pip_settings(listing))
+    pairs = list(zip(flags[::2], flags[1::2]))
+    assert ("--index-strategy", "unsafe-best-match") in pairs  # pip's choice of the best version over all indexes
+    # the environment variable overrides the file, as it does for pip; several values become several flags
+    assert [v for f, v in pairs if f == "--find-links"] == ["/env/wheels"]
+    assert [v for f, v in pairs if f == "--extra-index-url"] == ["file:///a/simple", "file:///b/simple"]
+    assert ("--index-url", "https://mirror/simple") in pairs and ("--constraint", "/etc/c.txt") in pairs
+    assert not any("cert" in f or "timeout" in f for f in flags)
