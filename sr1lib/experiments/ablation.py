@@ -22,10 +22,10 @@ VIA = ("papermill", "direct")
 
 
 def ablation(profile: str = "quick", seeds: Sequence[int] = (0,),
-             variants: Sequence[str] = ("ppo", "grpo", "reinforce", "ppo-nomask"), *, steps: int = 40,
+             variants: Sequence[str] = ("ppo", "grpo", "reinforce", "ppo-nomask"), *, steps: int = 24,
              batch_size: int = 8, group_size: int = 5, lr: float = 2e-4, kl_coef: float = 0.001,
              critic_lr: float = 1e-3, max_turns: int = 3, max_new_tokens: int = 48, max_response_tokens: int = 320,
-             topk: int = 3, val_every: int = 8, val_limit: int = 20, log_rollouts: int = 8,
+             topk: int = 3, val_every: int = 6, val_limit: int = 20, log_rollouts: int = 8,
              micro_batch_size: int = 10, device: str = "auto",
              model: str = "", data: str = "", val_data: str = "", index: str = "", runs_root: str = "runs/notebooks",
              executed_dir: str = "", via: str = "papermill", progress: bool = True,

@@ -100,9 +100,9 @@ def run_or_reuse(cfg: Any, progress: bool = True) -> tuple[Path, str]:
 
 
 def train_run(profile: str = "quick", seed: int = 0, *, algorithm: str = "grpo", mask_retrieved: bool = True,
-              steps: int = 40, batch_size: int = 8, group_size: int = 5, lr: float = 2e-4, kl_coef: float = 0.001,
+              steps: int = 24, batch_size: int = 8, group_size: int = 5, lr: float = 2e-4, kl_coef: float = 0.001,
               critic_lr: float = 1e-3, max_turns: int = 3, max_new_tokens: int = 48, max_response_tokens: int = 320,
-              topk: int = 3, val_every: int = 8, val_limit: int = 20, log_rollouts: int = 8,
+              topk: int = 3, val_every: int = 6, val_limit: int = 20, log_rollouts: int = 8,
               micro_batch_size: int = 10, device: str = "auto", model: str = "", data: str = "", val_data: str = "",
               index: str = "", runs_root: str = "runs/notebooks", run_name: str = "",
               overrides: Sequence[str] = (), progress: bool = True, artifacts: str = "") -> dict[str, Any]:
