@@ -30,8 +30,8 @@ NOTEBOOKS = ("00_quickstart", "01_retrieval", "02_train", "03_ablation_rl_method
 # quick runs 24 steps: from its base model every method's greedy validation EM reached its plateau
 # (0.35-0.5 on 20 questions) by step 16 of 40, and test EM after 24 steps is PPO 0.31 / GRPO 0.34
 # against 0.37 / 0.37 after 40 (the base model: 0), for 60% of the time; the whole quick pipeline
-# then fits its ~12 minutes and `make demo` its 15 (docs/BENCHMARKS.md). A run extends with
-# `sr1 train --resume --set train.steps=N`.
+# then fits its ~12 minutes and `make demo` its 15 (docs/BENCHMARKS.md). A finished run continues
+# to more steps with `sr1 train --config RUN/config.json --resume --set train.steps=N`.
 TRAIN: dict[str, dict[str, Any]] = {
     "smoke": dict(steps=2, batch_size=2, group_size=2, lr=1e-4, kl_coef=0.001, max_turns=1, max_new_tokens=24,
                   max_response_tokens=96, topk=2, val_every=2, val_limit=2, log_rollouts=4, micro_batch_size=0),
