@@ -77,6 +77,19 @@ def test_logprobs_match_a_row_by_row_full_forward(tiny, shared):
         assert not got[b, n - 1:].any()  # padding targets are 0
 
 
+def test_prefix_sharing_passes_the_cache_under_the_name_this_transformers_expects(tiny):
+    # transformers 5.24 renamed forward's `past_key_values` to `cache`; the old name warns (and is
+    # removed in 5.40), so the fast path must not use it where the new one exists
+    import warnings
+
+    model, tok = tiny
+    pb = make_batch(len(tok), shared=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        batched_logprobs(model, pb.input_ids, pb.attention_mask, pb.position_ids, pb.lengths, pb.prompt_lengths,
+                         micro_batch_size=0, temperature=1.0, autocast_ctx=NOCTX, share_prefix=True)
+
+
 def test_token_masks_follow_the_algorithm_switches():
     pb = make_batch(50)
     on = token_masks(pb, AlgorithmConfig(mask_retrieved=True))

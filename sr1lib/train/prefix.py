@@ -53,6 +53,16 @@ def _new_cache(model: Any) -> Any:
         return DynamicCache()
 
 
+def _cache_kw(cache: Any) -> dict[str, Any]:
+    """The keyword that passes a KV cache to a model's forward: transformers 5.24 renamed
+    `past_key_values` to `cache` (the old name warns and goes away in 5.40); earlier releases only
+    know the old one. Asked of the library, not the model, so wrappers that pass **kwargs on work."""
+    from transformers.modeling_outputs import CausalLMOutputWithPast
+
+    renamed = "cache" in getattr(CausalLMOutputWithPast, "__dataclass_fields__", {})
+    return {"cache": cache} if renamed else {"past_key_values": cache}
+
+
 def _shared_forward(model: Any, input_ids: Tensor, attention_mask: Tensor, lengths: Tensor,
                     prompt_lengths: Tensor, head: Callable[[Any], Tensor], prompt_kw: dict[str, Any]
                     ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -72,8 +82,8 @@ def _shared_forward(model: Any, input_ids: Tensor, attention_mask: Tensor, lengt
     p_ids = torch.where(p_mask > 0, input_ids[first].gather(1, src.clamp(min=0)), 0)
     p_pos = (p_mask.cumsum(1) - 1).clamp(min=0)
     cache = _new_cache(model)
-    p_out = model(input_ids=p_ids, attention_mask=p_mask, position_ids=p_pos, past_key_values=cache,
-                  use_cache=True, **prompt_kw)
+    p_out = model(input_ids=p_ids, attention_mask=p_mask, position_ids=p_pos, use_cache=True,
+                  **_cache_kw(cache), **prompt_kw)
     last = head(p_out)[:, -1]  # predicts each prompt's first response token
     cache.batch_select_indices(idx)
     # responses, right-padded, continuing each row's positions after its own prompt
@@ -85,7 +95,7 @@ def _shared_forward(model: Any, input_ids: Tensor, attention_mask: Tensor, lengt
     r_ids = torch.where(r_mask > 0, input_ids.gather(1, r_src), 0)
     r_pos = p_len[:, None] + r_cols[None, :]
     r_out = model(input_ids=r_ids, attention_mask=torch.cat([p_mask[idx], r_mask], 1), position_ids=r_pos,
-                  past_key_values=cache, use_cache=True)
+                  use_cache=True, **_cache_kw(cache))
     out = torch.cat([last[idx][:, None], head(r_out)[:, :-1]], 1)
     return out, r_ids, r_mask, p_len[:, None] - 1 + r_cols[None, :]
 
