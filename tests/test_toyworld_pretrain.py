@@ -259,14 +259,15 @@ def test_later_fields_change_the_hash_only_when_used():
 
     cfg = get_profile("smoke").pretrain
     fields = cfg.to_json()
-    del fields["decay_steps"], fields["late_mix"]
+    del fields["decay_steps"], fields["late_mix"], fields["previous_token_heads"]
     before_the_fields = hashlib.sha256(json.dumps({"version": PRETRAIN_VERSION, **fields}, sort_keys=True)
                                        .encode()).hexdigest()[:12]
-    assert cfg.decay_steps == 0 and cfg.late_mix is None
+    assert cfg.decay_steps == 0 and cfg.late_mix is None and cfg.previous_token_heads == 0
     assert cfg.hash() == before_the_fields  # existing caches stay valid
     assert replace(cfg, decay_steps=8).hash() != cfg.hash()
     late = replace(cfg, decay_steps=8, late_mix=DemoMix(single={"guess": 1.0}))
     assert late.hash() not in (cfg.hash(), replace(cfg, decay_steps=8).hash())
+    assert replace(cfg, previous_token_heads=1).hash() != cfg.hash()
 
 
 def test_the_late_mix_documents_replace_the_others_for_the_decay_steps(model):
@@ -312,3 +313,37 @@ def test_a_late_mix_pretrain_uses_its_own_documents(world, model, tmp_path):
         replace(SMOKE.pretrain, late_mix=GUESSING_MIX)
     with pytest.raises(Sr1Error, match="decay_steps"):
         replace(SMOKE.pretrain, decay_steps=SMOKE.pretrain.steps + 1)
+
+
+def test_planted_heads_attend_to_the_previous_token_and_the_others_do_not(model):
+    import torch
+
+    from sr1lib.models import build_tiny_model, load_tokenizer
+    from sr1lib.toyworld.pretrain import init_previous_token_heads, reinit
+
+    tok = load_tokenizer(model)
+    lm = build_tiny_model(tok, hidden_size=128, num_layers=2, num_heads=4, intermediate_size=192, seed=3)
+    reinit(lm, 0.06, seed=3)  # the profiles' init: content alone gives clearly non-uniform attention
+    init_previous_token_heads(lm, heads=2)
+    lm.set_attn_implementation("eager")  # the only implementation that returns attention weights
+    ids = torch.randint(0, len(tok), (4, 48), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        att = lm(input_ids=ids, output_attentions=True).attentions[0]  # layer 0: [B, heads, T, T]
+    on_previous = (att[:, :, 1:].argmax(-1) == torch.arange(48)[1:] - 1).float().mean(dim=(0, 2))
+    assert on_previous[:2].min() > 0.7, on_previous  # the planted heads (content adds noise)
+    assert on_previous[2:].max() < 0.2, on_previous  # the random ones
+    # only the biases were set: layer 1 and the weights are untouched, so the model is a plain Qwen2
+    again = build_tiny_model(tok, hidden_size=128, num_layers=2, num_heads=4, intermediate_size=192, seed=3)
+    reinit(again, 0.06, seed=3)
+    changed = {n for n, p in lm.named_parameters() if not torch.equal(p, dict(again.named_parameters())[n])}
+    assert changed == {"model.layers.0.self_attn.q_proj.bias", "model.layers.0.self_attn.k_proj.bias"}
+
+
+def test_previous_token_heads_must_fit_the_model():
+    from dataclasses import replace
+
+    from sr1lib.errors import Sr1Error
+
+    cfg = SMOKE.pretrain
+    with pytest.raises(Sr1Error, match="previous_token_heads: 3 is not in \\[0, model.num_heads=2\\]"):
+        replace(cfg, previous_token_heads=3)

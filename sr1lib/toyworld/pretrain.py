@@ -50,7 +50,7 @@ class ModelConfig:
     max_position_embeddings: int = 1024
 
 
-_LATER_FIELDS = ("decay_steps", "late_mix")
+_LATER_FIELDS = ("decay_steps", "late_mix", "previous_token_heads")
 
 
 @dataclass(frozen=True)
@@ -89,10 +89,15 @@ class PretrainConfig:
     # with 3000 drills 0.37, with 6000 0.56.
     drills: int = 0
     init_std: float | None = None  # std of the weight matrices at init (None: the HF default, 0.02)
+    # heads of layer 0 that start out attending to the previous token (init_previous_token_heads)
+    previous_token_heads: int = 0
 
     def __post_init__(self) -> None:
         if not 0 <= self.decay_steps <= self.steps:
             raise Sr1Error(f"PretrainConfig.decay_steps: {self.decay_steps} is not in [0, steps={self.steps}]")
+        if not 0 <= self.previous_token_heads <= self.model.num_heads:
+            raise Sr1Error(f"PretrainConfig.previous_token_heads: {self.previous_token_heads} is not in "
+                           f"[0, model.num_heads={self.model.num_heads}]")
         if self.late_mix is not None and not self.decay_steps:
             raise Sr1Error("PretrainConfig.late_mix is used for the last `decay_steps` steps; set decay_steps > 0 "
                            "or leave late_mix unset")
@@ -236,6 +241,43 @@ def reinit(model: Any, std: float, seed: int) -> None:
                 p.copy_(torch.randn(p.shape, generator=g) * std)
 
 
+# Size of the planted query and key biases per frequency pair. With 32-dim heads the previous token
+# then outscores its neighbours by ~0.12 * 7**2 ≈ 6 logits before content adds its noise, so the
+# head attends ~0.5-1.0 to the previous token at step 0 (a pattern training is free to change).
+PREVIOUS_TOKEN_BIAS = 7.0
+
+
+def init_previous_token_heads(model: Any, heads: int, bias: float = PREVIOUS_TOKEN_BIAS) -> None:
+    """Make the first `heads` heads of layer 0 attend to the previous token from step 0, through
+    their query and key biases alone; every weight stays random and everything still trains.
+
+    Why: copying a name never seen in pretraining (the question's subject into the query, a passage's
+    name into the answer) is the work of an induction circuit: a previous-token head in an early layer,
+    and a later head that finds the token after the last occurrence of the current one. The
+    previous-token half forms last and slowly from a random start; planting it let quick's recipe reach
+    whole-name copy accuracy 0.56 at step 1,750 where the unplanted model needed ~2,400 steps
+    (docs/BENCHMARKS.md, "How the base models were chosen").
+
+    How: RoPE rotates each frequency pair i of a head by its position times theta_i, so a query at
+    position m and a key at n score sum_i Re[q_i conj(k_i) exp(j (m - n) theta_i)]. With the constant
+    parts q_i = b and k_i = b exp(j theta_i) that is b² sum_i cos((m - n - 1) theta_i), largest at
+    m - n = 1 for every pair at once. Qwen2 has query and key biases, so this is a plain Qwen2
+    checkpoint like any other.
+    """
+    att0 = model.model.layers[0].self_attn
+    head_dim = att0.head_dim
+    half = head_dim // 2
+    theta = model.model.rotary_emb.inv_freq.float()  # [head_dim / 2], the model's own frequencies
+    q = torch.zeros(head_dim)
+    k = torch.zeros(head_dim)
+    q[:half] = bias  # HF's RoPE pairs dimension i with i + head_dim/2 (rotate_half)
+    k[:half], k[half:] = bias * torch.cos(theta), bias * torch.sin(theta)
+    with torch.no_grad():
+        for h in range(heads):
+            att0.q_proj.bias[h * head_dim:(h + 1) * head_dim] = q
+            att0.k_proj.bias[h * head_dim:(h + 1) * head_dim] = k
+
+
 def train_lm(model: Any, seqs: list[list[int]], pad_id: int, cfg: PretrainConfig, seed: int,
              progress: bool = True, on_step: Callable[[int, float], None] | None = None,
              late_seqs: list[list[int]] | None = None) -> list[float]:
@@ -301,6 +343,7 @@ def pretrain(seed: int, cfg: PretrainConfig, out: str | Path, *, forbidden: set[
                                  max_position_embeddings=m.max_position_embeddings, seed=seed)
         if cfg.init_std is not None:
             reinit(model, cfg.init_std, seed)
+        init_previous_token_heads(model, cfg.previous_token_heads)
         t1 = time.perf_counter()
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
