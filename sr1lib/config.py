@@ -144,7 +144,7 @@ class TrainConfig:
     lora_r: int = _f(0, "LoRA rank via peft (0 = full fine-tuning)")
     ref_offload: bool = _f(False, "keep the reference model on CPU")
     save_every: int = _f(0, "checkpoint every N steps (0 = only at the end)")
-    val_every: int = _f(0, "greedy validation every N steps (0 = off)")
+    val_every: int = _f(0, "greedy validation before the first step (logged as step 0) and every N steps (0 = off)")
     log_rollouts: int = _f(4, "trajectories per step written to rollouts.jsonl")
 
     def __post_init__(self) -> None:

@@ -4,7 +4,7 @@ Layout (notebooks and plots read runs only through this):
 
     RUN/config.json      the full RunConfig
     RUN/env.json         git commit, package versions, python, device
-    RUN/metrics.jsonl    one object per step (`step` key), appended
+    RUN/metrics.jsonl    one object per step (`step` key; step 0: the starting policy's validation), appended
     RUN/rollouts.jsonl   sampled trajectories (`step` key + Trajectory.to_json()), appended
     RUN/checkpoints/     step_N/ folders, written to a temporary name then renamed
 

@@ -37,7 +37,9 @@ def test_rl_raises_the_reward_and_records_the_run(answer_model, task_files, tmp_
                       "train.val_every=3", f"data.val={task_files['data']}", "data.val_limit=3")
     before = p_gold(*load_policy(answer_model, device="cpu"))
     run = train(cfg, progress=False)
-    rows = run.metrics()
+    start, *rows = run.metrics()
+    # step 0 is the starting policy's validation alone, so validation curves begin at the base model
+    assert start["step"] == 0 and "val_em" in start and "reward_mean" not in start
     assert [r["step"] for r in rows] == list(range(1, steps + 1))
     for key in REQUIRED + (["value_loss", "value_mean"] if algo == "ppo" else []):
         assert all(key in r for r in rows), key
@@ -73,7 +75,8 @@ def test_resume_continues_bit_for_bit(answer_model, task_files, tmp_path, varian
         "grpo_lora_kl_loss": ["algorithm.name=grpo", "algorithm.kl_coef=0.05", "train.lora_r=4",
                               "train.lr=5e-3"],
     }[variant]
-    common = ["train.lr=1e-3", "train.log_rollouts=1"] + extra
+    common = ["train.lr=1e-3", "train.log_rollouts=1", "train.val_every=2", f"data.val={task_files['data']}",
+              "data.val_limit=3"] + extra
     full = train(task_config(answer_model, task_files, tmp_path / "a", "train.steps=4", *common), progress=False)
     half_cfg = task_config(answer_model, task_files, tmp_path / "b", "train.steps=2", *common)
     config_file = tmp_path / "half.json"
@@ -83,9 +86,9 @@ def test_resume_continues_bit_for_bit(answer_model, task_files, tmp_path, varian
     # the second half through the CLI, extending the run to 4 steps
     assert cli_main(["train", "--config", str(config_file), "--set", "train.steps=4", "--resume", "--quiet"]) == 0
     a, b = full.metrics(), half.metrics()
-    assert [r["step"] for r in b] == [1, 2, 3, 4]
+    assert [r["step"] for r in b] == [0, 1, 2, 3, 4]  # step 0's validation once, not again on resume
     assert deterministic(a) == deterministic(b)
-    assert any(r["grad_norm"] > 0 for r in a)
+    assert any(r["grad_norm"] > 0 for r in a[1:])
     pa = load_policy(full.checkpoint_dir(4) / "policy", device="cpu")[0].state_dict()
     pb = load_policy(half.checkpoint_dir(4) / "policy", device="cpu")[0].state_dict()
     assert all(torch.equal(pa[k], pb[k]) for k in pa)

@@ -131,7 +131,8 @@ def train_run(profile: str = "quick", seed: int = 0, *, algorithm: str = "grpo",
            "seconds": round(time.perf_counter() - t0, 2)}
     from sr1lib.experiments.artifacts import fmt, publish
 
-    first = frame.iloc[0].to_dict() if len(frame) else {}
+    steps_run = frame[frame["step"] > 0] if len(frame) else frame  # step 0: validation only
+    first = steps_run.iloc[0].to_dict() if len(steps_run) else {}
     publish(artifacts, {k: v for k, v in out.items() if k != "metrics"},
             f"{algorithm} ({'retrieved tokens masked' if mask_retrieved else 'no masking'}), {steps} steps "
             f"({status}): training reward {fmt(first.get('reward_mean'))} -> {fmt(final.get('reward_mean'))}, "

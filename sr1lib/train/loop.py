@@ -3,7 +3,9 @@ progress bar. The CLI (`sr1 train`) and notebooks call this.
 
 Per step (1-based) it appends one row to metrics.jsonl (the keys of `Trainer.step`, `val_*` on
 validation steps, and `alarms`), `train.log_rollouts` trajectories to rollouts.jsonl, and a log line
-to RUN/train.log; every `train.save_every` steps and after the last one it writes a checkpoint.
+to RUN/train.log; every `train.save_every` steps and after the last one it writes a checkpoint. With
+validation on, a step-0 row holds the starting policy's `val_*` alone, so validation curves start at
+the base model.
 
 Resume (`resume=True`): the run folder must exist; its config may differ from `cfg` only in fields
 that do not change the computation (RESUMABLE_CHANGES, e.g. `train.steps` to extend a run). The
@@ -142,7 +144,7 @@ def train(cfg: RunConfig, *, resume: bool = False, progress: bool = True,
             trainer = Trainer(cfg, retriever=retriever, reward_fn=reward_fn, prompt_mode=prompt_mode)
             log.info("started %s: %s on %s, %d training questions", run.path, cfg.algorithm.name,
                      trainer.device, len(records))
-        run.truncate_logs_after(start)
+        run.truncate_logs_after(start if start else -1)  # a fresh start also redoes step 0's validation
         _loop(cfg, run, trainer, monitor, records, val, start, progress, tqdm)
     except Exception as e:
         log.error("stopped: %s: %s", type(e).__name__, e)
@@ -159,6 +161,9 @@ def _loop(cfg: RunConfig, run: RunDir, trainer: Trainer, monitor: AlarmMonitor, 
     bar = tqdm(total=t.steps, initial=start, desc=f"{cfg.algorithm.name} {cfg.name}", unit="step",
                disable=not progress, dynamic_ncols=True)
     try:
+        if val and t.val_every and start == 0:
+            # the starting policy's validation EM, logged as step 0, so every curve starts from it
+            run.log_metrics(0, {**trainer.validate(val, 0), "alarms": []})
         for step in range(start + 1, t.steps + 1):
             batch = batch_for_step(records, step, t.batch_size, seed=cfg.seed, shuffle=cfg.data.shuffle)
             metrics, trajs = trainer.step(step, batch)
