@@ -15,7 +15,7 @@ def register(sub) -> None:
     p = sub.add_parser("report", help="execute the notebooks (papermill) into an HTML/PNG report with a summary")
     p.add_argument("--profile", default="quick", choices=PROFILE_NAMES,
                    help="sizes: smoke (seconds, structure only), quick (the demo: ~6 min on 2 cores with the base "
-                        "model cached, ~13-14 without), full")
+                        "model cached, ~11-12 without), full")
     p.add_argument("--out", default=None, help="report folder (default reports/YYYY-MM-DD-PROFILE); a rerun into "
                                                "the same folder reuses its finished training runs")
     p.add_argument("--notebooks", default=None, metavar="NAMES",

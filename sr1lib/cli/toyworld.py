@@ -39,7 +39,7 @@ def register(sub) -> None:
     r = tw.add_parser("run", help="the whole pipeline: world, base model, PPO, GRPO, PPO without masking, "
                                   "evaluation; writes DIR/summary.json")
     r.add_argument("--profile", default="quick",
-                   help="smoke (seconds) | quick (~11 min; ~4 once the base model is cached) | full (~27 min)")
+                   help="smoke (seconds) | quick (~9.5 min; ~4 once the base model is cached) | full (~27 min)")
     r.add_argument("--out", default="", help="output folder (default runs/toyworld-PROFILE-sSEED); reruns resume")
     r.add_argument("--seed", type=int, default=0, help="world and training seed (default 0)")
     r.add_argument("--device", default="cpu", help="cpu | cuda | auto (default cpu)")
