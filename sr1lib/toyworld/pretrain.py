@@ -253,10 +253,10 @@ def init_previous_token_heads(model: Any, heads: int, bias: float = PREVIOUS_TOK
 
     Why: copying a name never seen in pretraining (the question's subject into the query, a passage's
     name into the answer) is the work of an induction circuit: a previous-token head in an early layer,
-    and a later head that finds the token after the last occurrence of the current one. The
-    previous-token half forms last and slowly from a random start; planting it let quick's recipe reach
-    whole-name copy accuracy 0.56 at step 1,750 where the unplanted model needed ~2,400 steps
-    (docs/BENCHMARKS.md, "How the base models were chosen").
+    and a later head that finds the token after the last occurrence of the current one. From a random
+    start the circuit forms late, as a phase change; planting its first half let quick's recipe reach
+    whole-name copy accuracy 0.56 at step 1,750 where the unplanted model needed ~2,400 steps (two
+    planted heads gained only ~50-100 steps more; docs/BENCHMARKS.md, "How the base models were chosen").
 
     How: RoPE rotates each frequency pair i of a head by its position times theta_i, so a query at
     position m and a key at n score sum_i Re[q_i conj(k_i) exp(j (m - n) theta_i)]. With the constant
