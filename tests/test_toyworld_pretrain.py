@@ -339,6 +339,23 @@ def test_planted_heads_attend_to_the_previous_token_and_the_others_do_not(model)
     assert changed == {"model.layers.0.self_attn.q_proj.bias", "model.layers.0.self_attn.k_proj.bias"}
 
 
+def test_pretrain_plants_the_configured_heads_in_the_saved_model(world, tmp_path):
+    # the config field reaches the checkpoint: with no training steps, head 0 of layer 0 keeps the
+    # planted biases and head 1 its initial zeros
+    from dataclasses import replace
+
+    from sr1lib.models import load_policy
+    from sr1lib.toyworld.pretrain import PREVIOUS_TOKEN_BIAS
+
+    build_model(tmp_path / "m", world, replace(SMOKE.pretrain, steps=0, previous_token_heads=1), progress=False)
+    policy, _ = load_policy(tmp_path / "m", device="cpu")
+    att = policy.model.layers[0].self_attn
+    q, k = att.q_proj.bias.detach().view(-1, att.head_dim), att.k_proj.bias.detach().view(-1, att.head_dim)
+    half = att.head_dim // 2
+    assert (q[0, :half] == PREVIOUS_TOKEN_BIAS).all() and (q[0, half:] == 0).all()
+    assert (k[0] != 0).any() and not q[1].any() and not k[1].any()
+
+
 def test_previous_token_heads_must_fit_the_model():
     from dataclasses import replace
 
