@@ -96,6 +96,19 @@ def test_resume_continues_bit_for_bit(answer_model, task_files, tmp_path, varian
         assert (half.checkpoint_dir(4) / "adapter").is_dir() and a[-1]["kl"] > 0
 
 
+def test_zero_steps_with_validation_scores_the_starting_policy(answer_model, task_files, tmp_path, capsys):
+    # train.steps=0 is allowed: the run is step 0's validation alone, and the CLI still reports it
+    cfg = task_config(answer_model, task_files, tmp_path, "train.steps=0", "train.val_every=1",
+                      f"data.val={task_files['data']}", "data.val_limit=3")
+    config_file = tmp_path / "zero.json"
+    C.save(cfg, config_file)
+    assert cli_main(["train", "--config", str(config_file), "--quiet"]) == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert report["step"] == 0 and report["reward_mean"] is None
+    rows = RunDir.open(cfg.run_dir).metrics()
+    assert [r["step"] for r in rows] == [0] and 0 <= rows[0]["val_em"] <= 1
+
+
 @pytest.mark.slow
 def test_non_finite_reward_stops_the_step_and_keeps_the_last_checkpoint(answer_model, task_files, tmp_path):
     calls = []

@@ -42,6 +42,7 @@ def run(args) -> int:
     rows = run_dir.metrics()
     if rows:
         last = rows[-1]
-        print(json.dumps({"run": str(run_dir.path), "step": last["step"], "reward_mean": last["reward_mean"],
-                          "em": last["em"], "checkpoints": run_dir.checkpoint_steps()}))
+        # .get: with train.steps=0 the only row is step 0's validation, which has no training reward
+        print(json.dumps({"run": str(run_dir.path), "step": last["step"], "reward_mean": last.get("reward_mean"),
+                          "em": last.get("em"), "checkpoints": run_dir.checkpoint_steps()}))
     return 0
