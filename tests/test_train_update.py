@@ -264,3 +264,30 @@ def test_gradient_checkpointing_and_lora_give_the_plain_gradient(tiny_model_dir)
     torch.testing.assert_close(got, want)
     assert sum(p.numel() for p in lora.policy.parameters() if p.requires_grad) < 0.2 * sum(
         p.numel() for p in plain.policy.parameters())
+
+
+def test_entropy_is_reported_over_sampled_tokens_whatever_the_loss_trains_on(tiny):
+    """Training on retrieved tokens (masking off) must not change the entropy the metrics report:
+    it is the policy's entropy where it sampled; the loss mask's mean is a second metric."""
+    from sr1lib.algos import masked_mean
+    from sr1lib.train.models import policy_forward
+
+    model, tok = tiny
+    pb = make_batch(len(tok))
+    masks = token_masks(pb, AlgorithmConfig(mask_retrieved=False))
+    with torch.no_grad():
+        _, ent = policy_forward(model, pb.input_ids, pb.attention_mask, pb.position_ids, pb.lengths,
+                                pb.prompt_lengths, temperature=1.0, with_entropy=True)
+    got = {}
+    for masked in (True, False):
+        batch = policy_batch(pb, AlgorithmConfig(mask_retrieved=masked), sampled=masks["model"])
+        m = copy.deepcopy(model)
+        got[masked] = update_policy(m, torch.optim.SGD(m.parameters(), lr=0.0), batch, PolicyLossConfig(),
+                                    ppo_epochs=1, mini_batch_size=0, micro_batch_size=2, grad_clip=0.0,
+                                    autocast_ctx=NOCTX)
+    want, over_response = float(masked_mean(ent, masks["model"])), float(masked_mean(ent, masks["response"]))
+    assert abs(want - over_response) > 1e-5 * want  # the two means differ, so the check can fail
+    assert got[True]["entropy"] == pytest.approx(want, rel=1e-6)
+    assert got[False]["entropy"] == pytest.approx(want, rel=1e-6)
+    # over the loss mask, the variant that trains on retrieved tokens averages over more of them
+    assert got[False]["entropy_loss_mask"] == pytest.approx(over_response, rel=1e-6)

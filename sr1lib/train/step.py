@@ -161,7 +161,7 @@ class Trainer:
         metrics: dict[str, Any] = {}
         if a.kl_in_reward and self.need_ref:
             rewards, kl = algos.apply_kl_penalty(rewards, old, ref, pg_mask, kl_coef=a.kl_coef, kind=a.kl_type)
-            metrics["kl"] = float(algos.masked_mean(kl, pg_mask))
+            metrics["kl"] = float(algos.masked_mean(kl, model_mask))
         if self.ppo:
             adv, returns = algos.compute_gae_advantages(rewards, values, resp_mask, a.gamma, a.lam, obs_mask=obs_mask)
         else:
@@ -173,7 +173,7 @@ class Trainer:
         pol = update_policy(
             m.policy, self.opt,
             PolicyBatch(*inputs, pb.lengths, pb.prompt_lengths, pg_mask, adv, old,
-                        ref if self.loss_cfg.kl_coef else None),
+                        ref if self.loss_cfg.kl_coef else None, sampled=model_mask),
             self.loss_cfg, ppo_epochs=t.ppo_epochs, mini_batch_size=mini, micro_batch_size=t.micro_batch_size,
             grad_clip=t.grad_clip, autocast_ctx=m.autocast, where=f"step {step}: policy update")
         _sync(dev)
@@ -198,8 +198,9 @@ class Trainer:
         metrics.update({
             "format_failure": 1.0 - res.metrics["finish_ratio"],
             "mask_coverage": float(pg_mask.sum() / resp_mask.sum().clamp(min=1)),
-            "advantage_mean": float(algos.masked_mean(adv, pg_mask)),
-            "advantage_abs_mean": float(algos.masked_mean(adv.abs(), pg_mask)),
+            # over sampled tokens, comparable between variants that train on retrieved tokens and not
+            "advantage_mean": float(algos.masked_mean(adv, model_mask)),
+            "advantage_abs_mean": float(algos.masked_mean(adv.abs(), model_mask)),
             **{k: v for k, v in pol.items() if k != "kl_loss_term"}, **crit,
             "lr": lr,
             "tokens": n_tokens,

@@ -50,6 +50,9 @@ class PolicyBatch:
     advantages: Tensor
     old_logprob: Tensor | None = None
     ref_logprob: Tensor | None = None
+    # tokens the policy sampled (None: `mask`): entropy and KL are reported over them, so variants
+    # whose loss also sees retrieved tokens report numbers comparable with those that do not
+    sampled: Tensor | None = None
 
 
 @dataclass(frozen=True)
@@ -94,18 +97,22 @@ def accumulate_policy_grads(policy: Any, mb: PolicyBatch, cfg: PolicyLossConfig,
                             autocast_ctx: Callable[[], Any]) -> dict[str, Tensor]:
     """Forward + backward over one mini-batch in micro-batches; gradients accumulate in `.grad`.
 
-    Returns detached sums for the metrics (`loss`, and token-weighted `clip_fraction`, `approx_kl`,
-    `entropy`, `kl` sums with `tokens`), without a device sync.
+    Returns detached sums for the metrics without a device sync: `loss`, `pg_loss`; over the loss
+    mask (`tokens`) `clip_fraction`, `approx_kl`, `entropy_loss_mask`; over the sampled tokens
+    (`sampled_tokens`) `entropy` and `kl`.
     """
     n_tok = mb.mask.sum().clamp(min=1)
     n_seq = mb.mask.shape[0]
     dev = mb.mask.device
-    acc = {k: torch.zeros((), device=dev) for k in ("loss", "pg_loss", "clip_fraction", "approx_kl", "entropy", "kl")}
+    keys = ("loss", "pg_loss", "clip_fraction", "approx_kl", "entropy", "entropy_loss_mask", "kl")
+    acc = {k: torch.zeros((), device=dev) for k in keys}
     acc["tokens"] = mb.mask.sum()
+    acc["sampled_tokens"] = (mb.mask if mb.sampled is None else mb.sampled).sum()
     for sl in micro_slices(n_seq, micro_batch_size):
         r = _rows(mb, sl)
         n = int(mb.lengths[sl].max())
         mask, adv = trim(r["mask"], n - 1), trim(r["advantages"], n - 1)
+        sampled = mask if r["sampled"] is None else trim(r["sampled"], n - 1)
         with autocast_ctx():
             logp, ent = policy_forward(policy, trim(r["input_ids"], n), trim(r["attention_mask"], n),
                                        trim(r["position_ids"], n), r["lengths"], r["prompt_lengths"],
@@ -122,14 +129,15 @@ def accumulate_policy_grads(policy: Any, mb: PolicyBatch, cfg: PolicyLossConfig,
         if r["ref_logprob"] is not None and cfg.kl_coef:
             kl = algos.compute_kl(logp, trim(r["ref_logprob"], n - 1), cfg.kl_type)
             loss = loss + cfg.kl_coef * agg(kl)
-            acc["kl"] += algos.masked_sum(kl.detach(), mask)
+            acc["kl"] += algos.masked_sum(kl.detach(), sampled)
         loss.backward()
         micro_tok = mask.sum()
         acc["loss"] += loss.detach()
         acc["pg_loss"] += pg_loss.detach()
         acc["clip_fraction"] += clip_frac.detach() * micro_tok
         acc["approx_kl"] += approx_kl.detach() * micro_tok
-        acc["entropy"] += algos.masked_sum(ent.detach(), mask)
+        acc["entropy"] += algos.masked_sum(ent.detach(), sampled)
+        acc["entropy_loss_mask"] += algos.masked_sum(ent.detach(), mask)
     return acc
 
 
@@ -165,13 +173,15 @@ def update_policy(policy: Any, optimizer: torch.optim.Optimizer, batch: PolicyBa
         optimizer.zero_grad(set_to_none=True)
         policy.eval()
     tok = float(sums["tokens"]) or 1.0
+    sampled_tok = float(sums["sampled_tokens"]) or 1.0
     return {
         "policy_loss": float(sums["pg_loss"]) / n_steps,
         "loss": float(sums["loss"]) / n_steps,
         "clip_fraction": float(sums["clip_fraction"]) / tok,
         "approx_kl": float(sums["approx_kl"]) / tok,
-        "entropy": float(sums["entropy"]) / tok,
-        "kl_loss_term": float(sums["kl"]) / tok,
+        "entropy": float(sums["entropy"]) / sampled_tok,
+        "entropy_loss_mask": float(sums["entropy_loss_mask"]) / tok,
+        "kl_loss_term": float(sums["kl"]) / sampled_tok,
         "grad_norm": float(torch.stack(norms).mean()),
         "optimizer_steps": float(n_steps),
     }
