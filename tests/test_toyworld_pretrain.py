@@ -364,3 +364,60 @@ def test_previous_token_heads_must_fit_the_model():
     cfg = SMOKE.pretrain
     with pytest.raises(Sr1Error, match="previous_token_heads: 3 is not in \\[0, model.num_heads=2\\]"):
         replace(cfg, previous_token_heads=3)
+
+
+# ---------------------------------------------------------------- pooled names
+def pooled(pool: int = 96):
+    from dataclasses import replace
+
+    world = replace(SMOKE.world, name_pool=pool)
+    return world, replace(SMOKE.pretrain, world=world)
+
+
+def fact_pairs(world) -> list[tuple[str, str]]:
+    return [(world.kb.entities[s].name, world.kb.entities[o].name) for s, _, o in world.kb.facts()]
+
+
+def test_pooled_pretraining_knows_no_evaluation_fact_beyond_chance(tmp_path):
+    """With a shared pool the evaluation world's words occur in pretraining; its facts must not,
+    any more often than the facts of a world pretraining never drew from."""
+    from sr1lib.toyworld.cache import pretraining_forbidden
+
+    world_cfg, cfg = pooled()
+    build_world(tmp_path / "w", 11, config=world_cfg)
+    forbidden = pretraining_forbidden(tmp_path / "w", cfg)
+    assert forbidden == set()
+    docs = pretrain_documents(11, cfg, forbidden)
+    passages = [p for d in docs for p in d.split("\n\n")]
+
+    def stated(pairs):  # facts whose subject and object appear in one passage of pretraining text
+        return sum(any(s in p and o in p for p in passages) for s, o in pairs) / len(pairs)
+
+    evaluation = stated(fact_pairs(generate_world(11, world_cfg)))
+    control = stated(fact_pairs(generate_world(12345, world_cfg)))
+    used = stated(fact_pairs(generate_world(pretrain_seeds(11, cfg.worlds)[0], world_cfg)))
+    assert used > 0.9  # the check can fail: a world pretraining did draw from is caught by it
+    assert evaluation <= control + 0.05, (evaluation, control)
+
+
+def test_pretraining_must_draw_names_as_its_evaluation_world_does(tmp_path):
+    from sr1lib.errors import Sr1Error
+    from sr1lib.toyworld.cache import pretraining_forbidden
+
+    world_cfg, cfg = pooled()
+    build_world(tmp_path / "w", 11, config=world_cfg)
+    with pytest.raises(Sr1Error, match="name_pool 96 but the pretraining worlds 0"):
+        pretraining_forbidden(tmp_path / "w", SMOKE.pretrain)
+
+
+def test_quick_tokenizer_makes_every_pool_word_one_token():
+    """Quick's point in pooling names: each is one token, so copying it is copying one token."""
+    from sr1lib.models import train_tokenizer
+    from sr1lib.toyworld.names import name_pool
+
+    cfg = get_profile("quick").pretrain
+    assert cfg.world.name_pool > 0
+    tok = train_tokenizer(tokenizer_texts(0, cfg, set(), []), vocab_size=cfg.model.vocab_size)
+    words = [w for kind in name_pool(cfg.world.name_pool).values() for w in kind]
+    multi = [w for w in words if len(tok(" " + w, add_special_tokens=False)["input_ids"]) != 1]
+    assert not multi, f"{len(multi)} of {len(words)} pool words take several tokens: {multi[:5]}"

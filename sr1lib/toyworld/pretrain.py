@@ -35,6 +35,7 @@ import torch
 from sr1lib.errors import Sr1Error
 from sr1lib.toyworld.demos import Bm25DemoRetriever, DemoMix, DemoRetriever, DemoWriter, GoldDistractorRetriever
 from sr1lib.toyworld.drills import drills
+from sr1lib.toyworld.names import name_pool
 from sr1lib.toyworld.world import WorldConfig, generate_world
 
 PRETRAIN_VERSION = "toyworld-pretrain-2"
@@ -174,7 +175,8 @@ def pretrain_documents(seed: int, cfg: PretrainConfig, forbidden: set[str]) -> l
             close = getattr(getattr(retriever, "retriever", None), "close", None)
             if close:
                 close()
-    docs += drills(cfg.drills, random.Random(f"drills/{seed}"), forbidden)
+    pool = name_pool(cfg.world.name_pool) if cfg.world.name_pool else None
+    docs += drills(cfg.drills, random.Random(f"drills/{seed}"), forbidden, pool)
     rng.shuffle(docs)
     return docs
 
