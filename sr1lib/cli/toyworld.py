@@ -4,6 +4,8 @@ the whole pipeline (build, pretrain, PPO, GRPO, PPO without masking, evaluation)
     sr1 toyworld build --out DIR [--seed S] [--profile P]       a world folder (see sr1lib.toyworld)
     sr1 toyworld pretrain [--world DIR] [--out DIR] [--profile P] [--seed S]
     sr1 toyworld run --profile smoke|quick|full [--out DIR] [--seed S]   (sr1lib.experiments.pipeline)
+    sr1 toyworld sweep --profile P --seeds 0,1,2 [--rl-seeds 0,1] [--threads 1,2] [--out DIR]
+                                                              (sr1lib.experiments.sweep)
 
 Without --out, pretrain fills the cache (.sr1-cache/toyworld/...) and reuses it when present;
 without --world it uses the cached evaluation world of (profile, seed). After training it prints
@@ -38,14 +40,29 @@ def register(sub) -> None:
 
     r = tw.add_parser("run", help="the whole pipeline: world, base model, PPO, GRPO, PPO without masking, "
                                   "evaluation; writes DIR/summary.json")
-    r.add_argument("--profile", default="quick",
-                   help="smoke (seconds) | quick (~9.5 min; ~4 once the base model is cached) | full (~27 min)")
+    r.add_argument("--profile", default="quick", help="smoke (seconds) | quick (the main job) | full (the larger "
+                                                      "research setting); docs/BENCHMARKS.md gives their times")
     r.add_argument("--out", default="", help="output folder (default runs/toyworld-PROFILE-sSEED); reruns resume")
     r.add_argument("--seed", type=int, default=0, help="world and training seed (default 0)")
     r.add_argument("--device", default="cpu", help="cpu | cuda | auto (default cpu)")
     r.add_argument("--quiet", action="store_true", help="no progress bars")
     r.add_argument("--markdown", action="store_true", help="print the summary table as markdown")
     r.set_defaults(func=run_pipeline)
+
+    w = tw.add_parser("sweep", help="the pipeline over world seeds x RL seeds x thread counts; writes "
+                                    "DIR/sweep.json and prints min / median / max")
+    w.add_argument("--profile", default="quick", help="smoke | quick | full (default quick)")
+    w.add_argument("--seeds", type=int_list, default=[0, 1, 2], help="world and base-model seeds (default 0,1,2)")
+    w.add_argument("--rl-seeds", type=int_list, default=[0], help="RL seeds (default 0)")
+    w.add_argument("--threads", type=int_list, default=[2],
+                   help="torch intra-op threads for pretraining and RL, a float perturbation that stands in for "
+                        "another machine (default 2)")
+    w.add_argument("--methods", type=lambda s: [m for m in s.split(",") if m], default=["ppo", "grpo"],
+                   help="RL methods: ppo, grpo, ppo_nomask (default ppo,grpo)")
+    w.add_argument("--out", default="", help="output folder (default runs/toyworld-sweep-PROFILE); reruns resume")
+    w.add_argument("--device", default="cpu", help="cpu | cuda | auto (default cpu)")
+    w.add_argument("--quiet", action="store_true", help="no progress bars")
+    w.set_defaults(func=run_sweep_cmd)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
 
@@ -104,4 +121,27 @@ def run_pipeline(args) -> int:
                                 log=lambda line: print(line, file=sys.stderr, flush=True))
     print(summary_table(summary, fmt='markdown' if args.markdown else 'text'))
     print(f"summary: {summary['out']}/summary.json; training curves: {summary['out']}/training_metrics.csv")
+    return 0
+
+
+def int_list(text: str) -> list[int]:
+    import argparse
+
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected comma-separated integers, e.g. 0,1,2") from None
+
+
+def run_sweep_cmd(args) -> int:
+    import sys
+
+    from sr1lib.experiments.sweep import SWEEP, run_sweep, sweep_table
+
+    out = args.out or f"runs/toyworld-sweep-{args.profile}"
+    result = run_sweep(args.profile, args.seeds, out, rl_seeds=args.rl_seeds, threads=args.threads,
+                       methods=args.methods, device=args.device, progress=not args.quiet,
+                       log=lambda line: print(line, file=sys.stderr, flush=True))
+    print(sweep_table(result))
+    print(f"sweep: {out}/{SWEEP}")
     return 0

@@ -14,7 +14,13 @@ Stages, each timed (`stage_seconds`) with the process's peak memory after it:
 `DIR/summary.json` holds `em` (method -> single | two | all -> EM), `searches_per_question`
 (method -> mean over all test questions; by hop type under `searches_by_hop`), `stage_seconds`,
 `stage_status` (cached / built, trained / resumed / reused), `peak_rss_mb`, the training curves'
-start and end, and where every run and model lives.
+start and end (and `reward_rise`: the sampled training reward's mean over the last `RISE_WINDOW`
+steps minus that over the first), and where every run and model lives.
+
+`rl_seed` (default: the world seed) seeds RL alone; `threads` sets torch's intra-op threads for
+pretraining (a separate cached base model: another reduction order changes every weight's low
+bits, the stand-in for another machine) and for RL and evaluation. `sr1 toyworld sweep`
+(`sr1lib.experiments.sweep`) runs this over a grid of both.
 Everything resumes: cached stages are reused, finished runs are reused, unfinished ones resume
 from their last checkpoint, and evaluation resumes from its predictions files. The RL sizes are
 the notebooks' (`sr1lib.experiments.profiles.TRAIN`), so a report and this command train alike.
@@ -25,6 +31,7 @@ from __future__ import annotations
 import resource
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable
 
@@ -32,6 +39,7 @@ from sr1lib.errors import Sr1Error
 
 METHODS = ("direct", "rag", "base", "ppo", "grpo", "ppo_nomask")
 RL_STAGES = {"ppo": ("ppo", True), "grpo": ("grpo", True), "ppo_nomask": ("ppo", False)}
+RISE_WINDOW = 5  # steps averaged at each end of the training-reward curve
 HOPS = ("single", "two")
 HOP_OF_DATASET = {"toy-1hop": "single", "toy-2hop": "two"}
 SUMMARY = "summary.json"
@@ -54,6 +62,30 @@ def hop_means(cells: dict[str, dict[str, Any]], metric: str) -> dict[str, float 
 def method_cells(results: dict[str, dict[str, Any]], row: str) -> dict[str, dict[str, Any]]:
     """Hop type -> result cell of one evaluated row (`results` is dataset -> row -> cell)."""
     return {HOP_OF_DATASET[ds]: per[row] for ds, per in results.items() if ds in HOP_OF_DATASET and row in per}
+
+
+def window_rise(frame: Any, metric: str, window: int = RISE_WINDOW) -> dict[str, float | None]:
+    """Mean of `metric` over the first and the last `window` training steps (step 0, validation
+    only, left out) and their difference."""
+    col = frame[frame["step"] > 0][metric].dropna() if metric in frame else []
+    if not len(col):
+        return {"first": None, "last": None, "rise": None}
+    first, last = float(col.iloc[:window].mean()), float(col.iloc[-window:].mean())
+    return {"first": round(first, 4), "last": round(last, 4), "rise": round(last - first, 4)}
+
+
+@contextmanager
+def torch_threads(n: int | None):
+    """torch's intra-op thread count set to `n` inside the block (None: left alone)."""
+    import torch
+
+    before = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def curve_ends(frame: Any, metric: str) -> dict[str, float | None]:
@@ -79,47 +111,60 @@ class Stages:
         return out
 
 
-def toyworld_pipeline(profile: str = "quick", seed: int = 0, out: str | Path = "", *, device: str = "cpu",
+def toyworld_pipeline(profile: str = "quick", seed: int = 0, out: str | Path = "", *, rl_seed: int | None = None,
+                      threads: int | None = None, methods: tuple[str, ...] = tuple(RL_STAGES), device: str = "cpu",
                       progress: bool = True, log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Build, pretrain, train PPO / GRPO / PPO without masking, evaluate; returns (and writes) the summary."""
+    """Build, pretrain, train the RL `methods` (default PPO, GRPO, PPO without masking), evaluate;
+    returns (and writes) the summary."""
     from sr1lib.experiments.evaluation import hop_files
     from sr1lib.experiments.frames import metrics_frame
     from sr1lib.experiments.profiles import check_profile, train_sizes
-    from sr1lib.experiments.setup import index_for, toy_model, toy_world
-    from sr1lib.experiments.training import train_run
+    from sr1lib.experiments.setup import index_for
+    from sr1lib.experiments.training import default_run_name, train_run
     from sr1lib.fsutil import write_json_atomic
-    from sr1lib.toyworld.cache import model_dir, world_dir
+    from sr1lib.toyworld.cache import ensure_base_model, ensure_world, get_profile, model_dir, with_overrides, world_dir
 
     check_profile(profile)
+    unknown = [m for m in methods if m not in RL_STAGES]
+    if unknown:
+        raise Sr1Error(f"RL methods {unknown}: valid methods are {list(RL_STAGES)}")
+    rl_seed = seed if rl_seed is None else rl_seed
+    toy = with_overrides(profile, threads=threads) if threads else get_profile(profile)
     out = Path(out or f"runs/toyworld-{profile}-s{seed}").resolve()
     out.mkdir(parents=True, exist_ok=True)
     sizes = train_sizes(profile)
     stages = Stages(log)
     t_start = time.perf_counter()
 
-    cached = {"world": (world_dir(profile, seed) / "world.json").exists(),
-              "pretrain": (model_dir(profile, seed) / "pretrain.json").exists()}
-    world = stages.run("world", lambda: toy_world(profile, seed))
-    model = stages.run("pretrain", lambda: toy_model(profile, seed, progress))
+    cached = {"world": (world_dir(toy, seed) / "world.json").exists(),
+              "pretrain": (model_dir(toy, seed) / "pretrain.json").exists()}
+    world = stages.run("world", lambda: ensure_world(toy, seed).resolve())
+    model = stages.run("pretrain", lambda: ensure_base_model(toy, seed, progress=progress).resolve())
     index = stages.run("index", lambda: index_for(world / "corpus.jsonl", "bm25s", progress=progress))
     runs: dict[str, dict[str, Any]] = {}
-    for method, (algorithm, masked) in RL_STAGES.items():
-        res = stages.run(method, lambda a=algorithm, m=masked: train_run(
-            profile, seed, algorithm=a, mask_retrieved=m, device=device, runs_root=str(out / "runs"), progress=progress,
-            **sizes))
-        frame = res["metrics"]
-        runs[method] = {"run": res["run"], "status": res["status"], "reward": curve_ends(frame, "reward_mean"),
-                        "val_em": curve_ends(frame, "val_em"),
-                        "response_tokens": curve_ends(frame, "response_tokens_mean"),
-                        "valid_searches": curve_ends(frame, "valid_searches_mean")}
+    with torch_threads(threads):
+        for method in methods:
+            algorithm, masked = RL_STAGES[method]
+            res = stages.run(method, lambda a=algorithm, m=masked: train_run(
+                profile, rl_seed, algorithm=a, mask_retrieved=m, device=device, model=str(model),
+                data=str(world / "train.parquet"), val_data=str(world / "validation.parquet"), index=str(index),
+                runs_root=str(out / "runs"), run_name=default_run_name(profile, a, m, rl_seed), progress=progress,
+                **sizes))
+            frame = res["metrics"]
+            runs[method] = {"run": res["run"], "status": res["status"], "reward": curve_ends(frame, "reward_mean"),
+                            "reward_rise": window_rise(frame, "reward_mean"),
+                            "val_em": curve_ends(frame, "val_em"),
+                            "response_tokens": curve_ends(frame, "response_tokens_mean"),
+                            "valid_searches": curve_ends(frame, "valid_searches_mean")}
 
-    datasets = hop_files(str(world / "test.parquet"), out / "eval")
-    results = stages.run("eval", lambda: evaluate_all(model, runs, index, datasets, sizes, out / "eval", device,
-                                                      progress))
+        datasets = hop_files(str(world / "test.parquet"), out / "eval")
+        results = stages.run("eval", lambda: evaluate_all(model, runs, index, datasets, sizes, out / "eval", device,
+                                                          progress))
     em = {m: hop_means(method_cells(results, m), "em") for m in METHODS}
     searches = {m: hop_means(method_cells(results, m), "mean_searches") for m in METHODS}
     summary = {
-        "format": "sr1-toyworld-run", "profile": profile, "seed": seed, "out": str(out),
+        "format": "sr1-toyworld-run", "profile": profile, "seed": seed, "rl_seed": rl_seed, "threads": threads,
+        "out": str(out),
         "em": em,
         "searches_per_question": {m: v["all"] for m, v in searches.items()},
         "searches_by_hop": searches,
@@ -133,7 +178,7 @@ def toyworld_pipeline(profile: str = "quick", seed: int = 0, out: str | Path = "
         "training": runs,
         "train_sizes": sizes,
         "world": str(world), "base_model": str(model), "index": str(index),
-        "gains_over_base": {m: _minus(em[m]["all"], em["base"]["all"]) for m in ("ppo", "grpo", "ppo_nomask")},
+        "gains_over_base": {m: _minus(em[m]["all"], em["base"]["all"]) for m in methods},
     }
     write_json_atomic(out / SUMMARY, summary)
     metrics = metrics_frame([Path(r["run"]) for r in runs.values()])
