@@ -91,7 +91,7 @@ def test_bench_prepare_model_builds_a_loadable_model(corpus_file, tmp_path, caps
 
     text = episode_text("Paris", "Paris is the capital of France.")
     assert "<search> Paris </search>" in text and text.endswith("<answer> Paris </answer>")
-    assert "Doc 1(Title: Paris) Paris is the capital of France.</information>" in text
+    assert 'Doc 1(Title: "Paris") Paris is the capital of France.</information>' in text
     out = tmp_path / "m"
     assert main(["bench", "rollout", "--model", str(out), "--prepare-model", str(corpus_file),
                  "--prepare-steps", "2"]) == 0

@@ -46,11 +46,12 @@ QUESTIONS = [
 def episode_text(title: str, text: str) -> str:
     """One protocol demonstration built from a passage: search its title, read it, answer the title."""
     from sr1lib import protocol
+    from sr1lib.types import Hit
 
     passage = " ".join(text.split()[:40])
     return (protocol.build_prompt(f"What is {title}")
             + f"<think> I need to search for {title}. </think>\n<search> {title} </search>"
-            + f"\n\n<information>Doc 1(Title: {title}) {passage}</information>\n\n"
+            + protocol.format_observation([Hit.from_title_text("0", 0.0, title, passage)])
             + f"<think> I found it. </think>\n<answer> {title} </answer>")
 
 
