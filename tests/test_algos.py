@@ -373,6 +373,15 @@ def test_seq_mean_modes_skip_rows_without_trained_tokens():
     assert int(A.trained_row_count(mask)) == 1 and int(A.trained_row_count(torch.zeros(2, 3))) == 1
 
 
+def test_what_the_docstring_says_verl_and_search_r1_give_for_an_empty_masked_mean():
+    # verl 0.9.1 verl/utils/torch_functional.masked_mean: sum / (n + 1e-8); Search-R1's fork: sum / n
+    x, empty = torch.randn(4), torch.zeros(4)
+    assert float((x * empty).sum() / (empty.sum() + 1e-8)) == 0.0 == float(A.masked_mean(x, empty))
+    assert math.isnan(float((x * empty).sum() / empty.sum()))
+    doc = " ".join(A.__doc__.split())
+    assert "as in verl 0.9.1" in doc and "the NaN there is Search-R1's fork" in doc
+
+
 def test_empty_masks_give_zero_not_nan():
     z = torch.zeros(2, 3)
     for mode in A.LOSS_AGG_MODES:
