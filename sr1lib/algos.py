@@ -9,9 +9,12 @@ Dimension letters used in the shape docstrings:
     G  groups: distinct group ids (the trajectories sampled for one question in one step)
 
 Masks are float tensors of 0/1 with the shape of the values they select. Every function follows the
-definitions of verl's `trainer/ppo/core_algos.py` (which Search-R1 builds on), with the papers
-cited per function. Deliberate differences from verl, each tested:
-- a masked mean over an empty mask is 0, not NaN (the denominator is clamped to >= 1);
+definitions of verl 0.9.1's `trainer/ppo/core_algos.py`, with the papers cited per function. A masked
+mean over an empty mask is 0, as in verl 0.9.1 (its denominator is `n + 1e-8`; ours is clamped to
+>= 1); the NaN there is Search-R1's fork of verl, which divides by `n` alone. The seq-mean loss
+modes average over the rows with at least one counted token, as verl 0.9.1's `agg_loss` does.
+Deliberate differences from verl, each tested:
+- a batch without a single counted token aggregates to 0 in every mode (verl divides 0 by 0);
 - whitening uses Bessel's correction only when at least two tokens count (verl raises otherwise);
   values outside the mask come back as 0 (verl leaves whitened garbage there);
 - GRPO and RLOO give a group of size 1 advantage 0 (verl: GRPO gives it the raw score, RLOO the
@@ -46,7 +49,7 @@ def masked_sum(x: Tensor, mask: Tensor, dim: int | None = None) -> Tensor:
 
 
 def masked_mean(x: Tensor, mask: Tensor, dim: int | None = None) -> Tensor:
-    """Mean of `x` where `mask` is 1; 0 where nothing counts (verl would give NaN)."""
+    """Mean of `x` where `mask` is 1; 0 where nothing counts (as verl 0.9.1; Search-R1's fork gives NaN)."""
     n = mask.sum() if dim is None else mask.sum(dim)
     return masked_sum(x, mask, dim) / n.clamp(min=1)
 
@@ -67,21 +70,30 @@ def masked_whiten(x: Tensor, mask: Tensor, eps: float = 1e-8) -> Tensor:
 
 
 def _agg_token_mean(loss_mat: Tensor, mask: Tensor, num_tokens: Tensor | float | None,
-                    num_seqs: int | None) -> Tensor:
+                    num_seqs: Tensor | int | None) -> Tensor:
     denom = mask.sum().clamp(min=1) if num_tokens is None else num_tokens
     return masked_sum(loss_mat, mask) / denom
 
 
+def trained_row_count(mask: Tensor) -> Tensor:
+    """Rows of `mask` [B, T] with at least one counted token, at least 1: the seq-mean denominator.
+
+    verl 0.9.1's `agg_loss` leaves fully masked rows out of the mean (a trajectory truncated before
+    its first sampled token must not dilute the others); the floor of 1 keeps an empty batch at 0.
+    """
+    return (mask.sum(-1) > 0).sum().clamp(min=1)
+
+
 def _agg_seq_mean_token_sum(loss_mat: Tensor, mask: Tensor, num_tokens: Tensor | float | None,
-                            num_seqs: int | None) -> Tensor:
+                            num_seqs: Tensor | int | None) -> Tensor:
     per_seq = masked_sum(loss_mat, mask, dim=-1)
-    return per_seq.sum() / (loss_mat.shape[0] if num_seqs is None else num_seqs)
+    return per_seq.sum() / (trained_row_count(mask) if num_seqs is None else num_seqs)
 
 
 def _agg_seq_mean_token_mean(loss_mat: Tensor, mask: Tensor, num_tokens: Tensor | float | None,
-                             num_seqs: int | None) -> Tensor:
-    per_seq = masked_mean(loss_mat, mask, dim=-1)  # a row with no counted token contributes 0
-    return per_seq.sum() / (loss_mat.shape[0] if num_seqs is None else num_seqs)
+                             num_seqs: Tensor | int | None) -> Tensor:
+    per_seq = masked_mean(loss_mat, mask, dim=-1)  # a row with no counted token adds 0 and is not counted
+    return per_seq.sum() / (trained_row_count(mask) if num_seqs is None else num_seqs)
 
 
 LOSS_AGG_MODES: dict[str, Callable[..., Tensor]] = {
@@ -92,17 +104,22 @@ LOSS_AGG_MODES: dict[str, Callable[..., Tensor]] = {
 
 
 def aggregate_loss(loss_mat: Tensor, mask: Tensor, mode: str = "token-mean", *,
-                   num_tokens: Tensor | float | None = None, num_seqs: int | None = None) -> Tensor:
-    """Reduce a per-token loss to a scalar (verl `agg_loss`).
+                   num_tokens: Tensor | float | None = None, num_seqs: Tensor | int | None = None) -> Tensor:
+    """Reduce a per-token loss to a scalar (verl 0.9.1 `agg_loss`).
 
     loss_mat, mask: [B, T] -> scalar.
     - token-mean:          sum(loss * mask) / number of counted tokens (DAPO, arXiv 2503.14476);
-    - seq-mean-token-sum:  mean over rows of the per-row masked sum;
-    - seq-mean-token-mean: mean over rows of the per-row masked mean (GRPO paper, arXiv 2402.03300).
+    - seq-mean-token-sum:  mean of the per-row masked sums over rows with a counted token;
+    - seq-mean-token-mean: mean of the per-row masked means over rows with a counted token (GRPO
+      paper, arXiv 2402.03300).
+
+    >>> loss, mask = torch.ones(2, 3), torch.tensor([[1.0, 1, 1], [0, 0, 0]])
+    >>> [float(aggregate_loss(loss, mask, m)) for m in ("seq-mean-token-mean", "seq-mean-token-sum")]
+    [1.0, 3.0]
 
     Micro-batching: pass the WHOLE mini-batch's counted tokens as `num_tokens` (token-mean) or its
-    number of rows as `num_seqs` (seq-mean-*); the sum of the micro-batch losses then equals the
-    mini-batch loss exactly (OpenRLHF's argument; tests/test_algos.py proves it).
+    `trained_row_count` as `num_seqs` (seq-mean-*); the sum of the micro-batch losses then equals
+    the mini-batch loss exactly (OpenRLHF's argument; tests/test_algos.py proves it).
     """
     if mode not in LOSS_AGG_MODES:
         raise ValueError(f"unknown loss_agg_mode {mode!r}; valid modes are {sorted(LOSS_AGG_MODES)}")
@@ -344,7 +361,7 @@ def compute_policy_loss(old_logprob: Tensor, logprob: Tensor, advantages: Tensor
                         clip_ratio: float = 0.2, clip_ratio_low: float | None = None,
                         clip_ratio_high: float | None = None, dual_clip: float | None = None,
                         loss_agg_mode: str = "token-mean", num_tokens: Tensor | float | None = None,
-                        num_seqs: int | None = None) -> tuple[Tensor, Tensor, Tensor]:
+                        num_seqs: Tensor | int | None = None) -> tuple[Tensor, Tensor, Tensor]:
     """PPO clipped surrogate (arXiv 1707.06347 eq. 7), optional dual clip (arXiv 1912.09729)
     and asymmetric clip bounds (DAPO); verl `compute_policy_loss`.
 
@@ -377,7 +394,7 @@ def compute_policy_loss(old_logprob: Tensor, logprob: Tensor, advantages: Tensor
 def compute_value_loss(values: Tensor, old_values: Tensor, returns: Tensor, response_mask: Tensor, *,
                        clip_range: float, loss_agg_mode: str = "token-mean",
                        num_tokens: Tensor | float | None = None,
-                       num_seqs: int | None = None) -> tuple[Tensor, Tensor]:
+                       num_seqs: Tensor | int | None = None) -> tuple[Tensor, Tensor]:
     """Clipped value loss (PPO2 baselines; verl `compute_value_loss`).
 
     values (new predictions), old_values (at rollout time), returns, response_mask: [B, T] ->

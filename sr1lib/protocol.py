@@ -6,7 +6,8 @@ logic; the rollout loop turns its strings into token segments.
 
 Departures from the reference implementation (Search-R1, arXiv 2503.09516, Table 1):
 - the instruction is our own wording of the paper's template (same tags, same rules); its version
-  string is recorded with every evaluation so numbers stay comparable;
+  string is recorded with every evaluation so numbers stay comparable. What follows a search is
+  Search-R1's bytes: its `<information>` frame and `_passages2string` lines for the same hits;
 - rewards read only the response, so the example `<answer>` in the instruction never counts
   (the reference needs two `<answer>` tags in the full text for that reason).
 """
@@ -16,9 +17,11 @@ from __future__ import annotations
 import re
 from typing import Any, Sequence
 
-from sr1lib.types import Hit
+from sr1lib.types import Hit, split_contents  # noqa: F401 - re-exported for callers
 
-TEMPLATE_VERSION = "sr1-v1"
+# Names the bytes the model sees: the instruction wording and the passage lines. sr1-v2 shows each
+# passage's stored title line, quotes included, as Search-R1 does (docs/LOG.md has what v1 showed).
+TEMPLATE_VERSION = "sr1-v2"
 
 # Our wording of the Search-R1 instruction (paper Table 1): think first, search when knowledge is
 # missing, read <information>, answer briefly inside <answer>.
@@ -112,18 +115,14 @@ def parse_action(text: str) -> tuple[str, str]:
     return m.group(1), m.group(2).strip()
 
 
-def split_contents(contents: str) -> tuple[str, str]:
-    """Title and text of a wiki-18 `contents` field (`"Title"\\ntext`); the quotes are removed."""
-    title, _, text = contents.partition("\n")
-    title = title.strip()
-    if len(title) >= 2 and title[0] == title[-1] == '"':
-        title = title[1:-1]
-    return title, text.strip()
-
-
 def format_passage(i: int, hit: Hit) -> str:
-    """`Doc {i}(Title: {title}) {text}`, 1-based, as Search-R1 shows passages to the model."""
-    return f"Doc {i}(Title: {hit.title}) {hit.text}"
+    """`Doc {i}(Title: {title line}) {rest}`, 1-based, byte for byte as Search-R1's `_passages2string`.
+
+    The title line is the first line of the stored `contents`, quotes and all when the corpus has
+    them (`Doc 1(Title: "Paul Walker") ...`), and the rest is every later line unchanged.
+    """
+    title, _, text = hit.contents.partition("\n")
+    return f"Doc {i}(Title: {title}) {text}"
 
 
 def format_passages(hits: Sequence[Hit]) -> str:

@@ -6,15 +6,20 @@ reward). Rewards score the RESPONSE only (everything after the prompt): the prom
 `<answer> Paris </answer>` that must never count.
 
 Departures from the reference implementation (Search-R1 `qa_em.py` / `qa_em_format.py`):
-- the reference scores prompt + response and therefore needs a second `<answer>` tag before it
-  believes one; we score the response alone, and the last complete `<answer>` in it wins;
+- the reference scores prompt + response and believes an answer only when `<answer>(.*?)</answer>`
+  matches at least twice, but its prompt already matches twice (`<answer> and </answer>` and the
+  example `<answer> Beijing </answer>`), so whenever the response has no answer it extracts the
+  example answer from the prompt. We score the response alone, and its last complete `<answer>` wins;
 - text the environment wrote into the response (`<information>` blocks, the invalid-action and
   search-budget feedback, which quote the tags as instructions) never counts as the model's answer;
 - `normalize_answer` also folds Unicode: NFKC (so composed/decomposed and full-width forms compare
   equal) and removal of every Unicode punctuation character, not only ASCII ones. Accents are KEPT
   (`Beyoncé` != `Beyonce`), as in the reference; for ASCII text the result equals SQuAD's;
-- a gold answer that normalises to nothing (punctuation only, e.g. `"?!"`) is compared on its
-  lower-cased, white-space-collapsed raw text instead of matching every empty prediction;
+- a gold answer that SQuAD normalisation empties (`"A"`, `"The"`, `"?!"`) is compared, with the
+  prediction, on the lighter `light_normalize` (articles kept), else, for punctuation only, on the
+  lower-cased raw text; in that fallback cover-EM asks for the gold's words as a run of the
+  prediction's words, since a one-letter gold is a substring of almost any text. So
+  `exact_match("A.", ["A"])` is 1 and `substring_match("Paris", ["A"])` is 0;
 - an empty prediction never matches.
 """
 
@@ -62,19 +67,41 @@ def normalize_answer(s: str) -> str:
     return " ".join(s.split())
 
 
+def light_normalize(s: str) -> str:
+    """`normalize_answer` without dropping articles: the fallback for golds it would empty.
+
+    >>> light_normalize("A."), normalize_answer("A.")
+    ('a', '')
+    """
+    s = unicodedata.normalize("NFKC", s).lower()
+    return " ".join("".join(ch for ch in s if not _is_punct(ch)).split())
+
+
+def _raw(s: str) -> str:
+    return " ".join(unicodedata.normalize("NFKC", s).lower().split())
+
+
 def _golds(golden_answers: Sequence[str] | str) -> list[str]:
     if isinstance(golden_answers, str):
         return [golden_answers]
     return [str(g) for g in golden_answers]
 
 
-def _norm_pair(prediction: str, gold: str) -> tuple[str, str]:
-    """Normalised (prediction, gold); raw-ish comparison when the gold is all punctuation."""
+def _norm_pair(prediction: str, gold: str) -> tuple[str, str, bool]:
+    """(prediction, gold, fallback): both under the first normalisation that leaves the gold non-empty
+    (SQuAD's, then `light_normalize`, then lower-cased raw text); `fallback` when it was not SQuAD's."""
     g = normalize_answer(gold)
     if g:
-        return normalize_answer(prediction), g
-    raw = lambda x: " ".join(unicodedata.normalize("NFKC", x).lower().split())  # noqa: E731
-    return raw(prediction), raw(gold)
+        return normalize_answer(prediction), g, False
+    for norm in (light_normalize, _raw):
+        g = norm(gold)
+        if g:
+            return norm(prediction), g, True
+    return "", "", True  # a blank gold never matches
+
+
+def _has_run(words: list[str], run: list[str]) -> bool:
+    return any(words[i:i + len(run)] == run for i in range(len(words) - len(run) + 1))
 
 
 def extract_answer(response: str) -> str | None:
@@ -108,7 +135,7 @@ def exact_match(prediction: str | None, golden_answers: Sequence[str] | str) -> 
     if prediction is None or not prediction.strip():
         return 0.0
     for gold in _golds(golden_answers):
-        p, g = _norm_pair(prediction, gold)
+        p, g, _ = _norm_pair(prediction, gold)
         if p and p == g:
             return 1.0
     return 0.0
@@ -117,16 +144,19 @@ def exact_match(prediction: str | None, golden_answers: Sequence[str] | str) -> 
 def substring_match(prediction: str | None, golden_answers: Sequence[str] | str) -> float:
     """Cover-EM: 1.0 when some normalised gold answer is a substring of the normalised prediction.
 
-    Character-level, as in the reference (`subem_check`), so `"1"` is covered by `"1984"`.
+    Character-level, as in the reference (`subem_check`), so `"1"` is covered by `"1984"`; for a
+    gold SQuAD normalisation empties, word-level (see the module docstring).
 
     >>> substring_match("it is the Eiffel Tower in Paris", ["Eiffel Tower"])
     1.0
+    >>> substring_match("Paris", ["A"]), substring_match("option A", ["A"])
+    (0.0, 1.0)
     """
     if prediction is None or not prediction.strip():
         return 0.0
     for gold in _golds(golden_answers):
-        p, g = _norm_pair(prediction, gold)
-        if g and g in p:
+        p, g, fallback = _norm_pair(prediction, gold)
+        if g and (_has_run(p.split(), g.split()) if fallback else g in p):
             return 1.0
     return 0.0
 
@@ -150,7 +180,7 @@ def f1_score(prediction: str | None, golden_answers: Sequence[str] | str) -> flo
         return 0.0
     best = 0.0
     for gold in _golds(golden_answers):
-        p, g = _norm_pair(prediction, gold)
+        p, g, _ = _norm_pair(prediction, gold)
         best = max(best, _f1(p.split(), g.split()))
     return best
 

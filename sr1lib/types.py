@@ -19,19 +19,44 @@ PROMPT, MODEL, RETRIEVED, FEEDBACK = "prompt", "model", "retrieved", "feedback"
 SOURCES = (PROMPT, MODEL, RETRIEVED, FEEDBACK)
 
 
+def unquote_title(line: str) -> str:
+    """A wiki-18 title line without its white space and one pair of enclosing quotes."""
+    title = line.strip()
+    return title[1:-1] if len(title) >= 2 and title[0] == title[-1] == '"' else title
+
+
+def split_contents(contents: str) -> tuple[str, str]:
+    """Title and text of a wiki-18 `contents` field (`"Title"\\ntext`); the quotes are removed."""
+    title, _, text = contents.partition("\n")
+    return unquote_title(title), text.strip()
+
+
 @dataclass(frozen=True)
 class Hit:
-    """One retrieved passage. `score` is the backend's own score (BM25 or inner product)."""
+    """One retrieved passage. `score` is the backend's own score (BM25 or inner product).
+
+    `contents` is the corpus's own string, byte for byte (wiki-18: a title line, a newline, the
+    text; 121 of 1,000 sampled rows store the title without quotes). Servers return it and the
+    model is shown it as stored, so nothing rebuilds it from a title and a text.
+    """
 
     docid: str
     score: float
-    title: str
-    text: str
+    contents: str
+
+    @classmethod
+    def from_title_text(cls, docid: str, score: float, title: str, text: str) -> "Hit":
+        """A hit for a `{"title", "text"}` source, stored in the wiki-18 layout `"Title"\\ntext`."""
+        return cls(docid, score, f'"{title}"\n{text}')
 
     @property
-    def contents(self) -> str:
-        """The wiki-18 `contents` field: the quoted title, a newline, then the text."""
-        return f'"{self.title}"\n{self.text}'
+    def title(self) -> str:
+        """The title without its quotes (for display and matching, not for the model)."""
+        return split_contents(self.contents)[0]
+
+    @property
+    def text(self) -> str:
+        return split_contents(self.contents)[1]
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ import atexit
 import json
 import shutil
 import tempfile
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 
@@ -100,3 +101,39 @@ def have(module: str) -> bool:
     import importlib.util
 
     return importlib.util.find_spec(module) is not None
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def sr1_serve(index: Path, *args: str, timeout_s: float = 60.0):
+    """`sr1 serve --index INDEX ARGS` in a child process on a free loopback port; yields
+    (base URL, process) once /health answers, and stops it afterwards."""
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "sr1lib", "serve", "--index", str(index), "--port", str(port),
+                             *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        url, deadline = f"http://127.0.0.1:{port}", time.monotonic() + timeout_s
+        while True:
+            try:
+                httpx.get(url + "/health", timeout=1).raise_for_status()
+                break
+            except httpx.TransportError:
+                assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read().decode()[-2000:]
+                time.sleep(0.2)
+        yield url, proc
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)

@@ -96,8 +96,9 @@ def aggregate_reference(mat, mask, mode):
     rows = []
     for b in range(len(mat)):
         xs = [mat[b][t] for t in range(len(mat[0])) if mask[b][t]]
-        rows.append(sum(xs) if mode == "seq-mean-token-sum" else sum(xs) / max(len(xs), 1))
-    return sum(rows) / len(rows)
+        if xs:  # verl 0.9.1: a row without a counted token is not one of the rows averaged over
+            rows.append(sum(xs) if mode == "seq-mean-token-sum" else sum(xs) / len(xs))
+    return sum(rows) / max(len(rows), 1)
 
 
 def value_loss_reference(v, old, ret, mask, clip, mode):
@@ -354,13 +355,31 @@ def test_micro_batches_with_global_counts_equal_the_whole_batch(seed, mode):
     whole = A.aggregate_loss(mat, resp, mode)
     cuts = sorted(random.Random(seed).sample(range(1, B), 2))
     parts = [slice(0, cuts[0]), slice(cuts[0], cuts[1]), slice(cuts[1], B)]
-    summed = sum(A.aggregate_loss(mat[p], resp[p], mode, num_tokens=resp.sum().clamp(min=1), num_seqs=B)
-                 for p in parts)
+    summed = sum(A.aggregate_loss(mat[p], resp[p], mode, num_tokens=resp.sum().clamp(min=1),
+                                  num_seqs=A.trained_row_count(resp)) for p in parts)
     torch.testing.assert_close(summed, whole)
     # without the global counts, token-mean over micro-batches is a different (wrong) number
     naive = sum(A.aggregate_loss(mat[p], resp[p], mode) * (p.stop - p.start) / B for p in parts)
     if mode == "token-mean" and len({float(resp[p].sum()) for p in parts}) > 1:
         assert not torch.isclose(naive, whole)
+
+
+def test_seq_mean_modes_skip_rows_without_trained_tokens():
+    # verl 0.9.1's agg_loss: a fully masked row is neither a loss term nor a row of the mean
+    loss, mask = torch.ones(2, 3), torch.tensor([[1.0, 1, 1], [0, 0, 0]])
+    assert float(A.aggregate_loss(loss, mask, "seq-mean-token-mean")) == 1.0
+    assert float(A.aggregate_loss(loss, mask, "seq-mean-token-sum")) == 3.0
+    assert float(A.aggregate_loss(loss, mask, "token-mean")) == 1.0
+    assert int(A.trained_row_count(mask)) == 1 and int(A.trained_row_count(torch.zeros(2, 3))) == 1
+
+
+def test_what_the_docstring_says_verl_and_search_r1_give_for_an_empty_masked_mean():
+    # verl 0.9.1 verl/utils/torch_functional.masked_mean: sum / (n + 1e-8); Search-R1's fork: sum / n
+    x, empty = torch.randn(4), torch.zeros(4)
+    assert float((x * empty).sum() / (empty.sum() + 1e-8)) == 0.0 == float(A.masked_mean(x, empty))
+    assert math.isnan(float((x * empty).sum() / empty.sum()))
+    doc = " ".join(A.__doc__.split())
+    assert "as in verl 0.9.1" in doc and "the NaN there is Search-R1's fork" in doc
 
 
 def test_empty_masks_give_zero_not_nan():

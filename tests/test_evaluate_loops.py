@@ -47,7 +47,7 @@ def scripted(turns: list[str]) -> ScriptedGenerator:
 
 
 def test_observation_frame_matches_the_protocol():
-    hits = [Hit("0", 1.0, "A", "x y"), Hit("1", 0.5, "B (film)", "z")]
+    hits = [Hit.from_title_text("0", 1.0, "A", "x y"), Hit.from_title_text("1", 0.5, "B (film)", "z")]
     assert OBS_OPEN + format_passages(hits).strip() + OBS_CLOSE == format_observation(hits)
 
 
@@ -61,8 +61,8 @@ def test_ircot_searches_each_sentence_then_answers(retriever):
     assert t.n_searches == 2 and t.answer == "yes" and t.finished
     # The prompt opened with the top-2 passages for the question itself.
     prompt = t.segments[0].text
-    assert "Doc 1(Title: Scott Derrickson)" in prompt or "Doc 1(Title: Ed Wood)" in prompt
-    assert "Doc 1(Title: Scott Derrickson)" in t.segments[2].text
+    assert 'Doc 1(Title: "Scott Derrickson")' in prompt or 'Doc 1(Title: "Ed Wood")' in prompt
+    assert 'Doc 1(Title: "Scott Derrickson")' in t.segments[2].text
     assert t.segments[4].text.startswith(OBS_OPEN) and t.segments[4].text.endswith(OBS_CLOSE)
 
 

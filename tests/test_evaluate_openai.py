@@ -44,7 +44,7 @@ def make_app(requests: list):
         seen = partial if "<information>" in partial else user
         m = re.search(r"Doc 1\(Title: (.*?)\) ", seen)
         if "<information>" in seen and m:
-            text = f"<think>copying</think>\n<answer> {m.group(1)} "  # stop string "</answer>" left out
+            text = f"<think>copying</think>\n<answer> {m.group(1).strip(chr(34))} "  # stop string "</answer>" left out
         else:
             q = user[user.rfind("Question: ") + len("Question: "):].strip()
             text = f"<think>I should search.</think>\n<search> {q} "

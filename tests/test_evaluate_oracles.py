@@ -104,7 +104,7 @@ def test_oracle_copy_scores_the_retrievers_answer_recall_at_1_by_title(hotpot_in
 def test_question_and_title_parsing():
     assert question_of("Answer... Question: Who wrote Hamlet?\n") == "Who wrote Hamlet?"
     assert first_title("<information>Doc 1(Title: Up (2009 film)) A film.\nDoc 2(Title: B) c</information>") \
-        == "Up (2009 film)"
+        == first_title('<information>Doc 1(Title: "Up (2009 film)") A film.</information>') == "Up (2009 film)"
     assert first_title("no passages here") is None
     assert continue_from("<answer> Henry J.", "<answer> Henry J. Kaiser </answer>") == " Kaiser </answer>"
     assert continue_from("<think>x</think>", "<answer> a </answer>") == "<answer> a </answer>"

@@ -8,7 +8,7 @@ import pytest
 
 from sr1lib import protocol
 from sr1lib.protocol import (
-    ANSWER, INVALID, SEARCH, build_prompt, format_error_observation, format_observation, format_passage,
+    ANSWER, INVALID, SEARCH, TEMPLATE_VERSION, build_prompt, format_error_observation, format_observation, format_passage,
     format_passages, normalize_question, parse_action, split_contents,
 )
 from sr1lib.types import Hit
@@ -80,9 +80,9 @@ def test_no_search_prompt_does_not_offer_search():
 
 
 def test_rag_prompt_puts_passages_before_the_question():
-    hits = [Hit("d1", 1.0, "Hamlet", "A tragedy by Shakespeare."), Hit("d2", 0.5, "Globe", "A theatre.")]
+    hits = [Hit.from_title_text("d1", 1.0, "Hamlet", "A tragedy by Shakespeare."), Hit.from_title_text("d2", 0.5, "Globe", "A theatre.")]
     text = build_prompt("who wrote hamlet", mode="rag", passages=hits)
-    assert "Doc 1(Title: Hamlet) A tragedy by Shakespeare.\nDoc 2(Title: Globe) A theatre." in text
+    assert 'Doc 1(Title: "Hamlet") A tragedy by Shakespeare.\nDoc 2(Title: "Globe") A theatre.' in text
     assert text.index("Doc 2") < text.index("Question: who wrote hamlet?")
 
 
@@ -119,18 +119,41 @@ def test_split_contents(contents, expected):
 
 
 def test_split_contents_inverts_hit_contents():
-    hit = Hit("d", 0.0, "Paris", "The capital of France.")
-    assert split_contents(hit.contents) == (hit.title, hit.text)
+    hit = Hit.from_title_text("d", 0.0, "Paris", "The capital of France.")
+    assert split_contents(hit.contents) == (hit.title, hit.text) == ("Paris", "The capital of France.")
 
 
-def test_passage_formatting_matches_search_r1():
-    hits = [Hit("a", 2.0, "Paris", "Capital of France."), Hit("b", 1.0, "Lyon", "A city.")]
-    assert format_passage(1, hits[0]) == "Doc 1(Title: Paris) Capital of France."
-    assert format_passages(hits) == "Doc 1(Title: Paris) Capital of France.\nDoc 2(Title: Lyon) A city.\n"
-    assert format_observation(hits) == (
-        "\n\n<information>Doc 1(Title: Paris) Capital of France.\nDoc 2(Title: Lyon) A city.</information>\n\n"
-    )
+def search_r1_lines(contents: list[str]) -> str:
+    """Search-R1's `_passages2string` restated from its definition (generation.py): the first line
+    of each stored `contents` is the title as it stands, every later line is the text."""
+    out = ""
+    for i, c in enumerate(contents):
+        lines = c.split("\n")
+        out += "Doc " + str(i + 1) + "(Title: " + lines[0] + ") " + "\n".join(lines[1:]) + "\n"
+    return out
+
+
+STORED = [
+    '"Paul Walker"\nalso had a large car collection of about 30 cars',  # wiki-18, quoted title
+    "Evan Morris\nEvan L. Morris was a lobbyist.",                     # a title stored without quotes
+    '"Hamlet (play)"\nA tragedy.\nIn five acts.\n',                   # later lines and a final newline
+    '  "Spaced" \n  text with margins  ',                              # white space is kept
+    "no title line",                                                    # no newline at all
+    '"Say "hi""\n',                                                    # inner quotes, empty text
+]
+
+
+def test_passage_lines_are_search_r1_bytes():
+    hits = [Hit(str(i), 1.0, c) for i, c in enumerate(STORED)]
+    assert format_passages(hits) == search_r1_lines(STORED)
+    assert format_passage(1, hits[0]) == 'Doc 1(Title: "Paul Walker") also had a large car collection of about 30 cars'
+    # Search-R1 writes the block as f"\n\n<information>{lines.strip()}</information>\n\n"
+    assert format_observation(hits) == f"\n\n<information>{search_r1_lines(STORED).strip()}</information>\n\n"
     assert format_observation([]) == "\n\n<information></information>\n\n"
+
+
+def test_the_template_version_names_search_r1_passage_bytes():
+    assert TEMPLATE_VERSION == "sr1-v2"  # v1 showed titles without their quotes
 
 
 def test_error_observation_is_an_information_block():

@@ -135,13 +135,13 @@ def test_bad_url():
 SEARCH_R1_SHAPES = [
     # Search-R1's BM25 server: no id, title/text/contents, wrapped with a score
     ({"document": {"title": "Paris", "text": "Capital.", "contents": '"Paris"\nCapital.'}, "score": 3.5},
-     Hit("", 3.5, "Paris", "Capital.")),
+     Hit.from_title_text("", 3.5, "Paris", "Capital.")),
     # its dense server: the corpus row
-    ({"document": {"id": "7", "contents": '"Rome"\nCity.'}, "score": 0.8}, Hit("7", 0.8, "Rome", "City.")),
+    ({"document": {"id": "7", "contents": '"Rome"\nCity.'}, "score": 0.8}, Hit.from_title_text("7", 0.8, "Rome", "City.")),
     # return_scores false: bare documents
-    ({"id": "8", "contents": '"Oslo"\nNorway.'}, Hit("8", 0.0, "Oslo", "Norway.")),
+    ({"id": "8", "contents": '"Oslo"\nNorway.'}, Hit.from_title_text("8", 0.0, "Oslo", "Norway.")),
     # title/text only
-    ({"document": {"id": "9", "title": "Bern", "text": "Swiss."}, "score": 1}, Hit("9", 1.0, "Bern", "Swiss.")),
+    ({"document": {"id": "9", "title": "Bern", "text": "Swiss."}, "score": 1}, Hit.from_title_text("9", 1.0, "Bern", "Swiss.")),
 ]
 
 

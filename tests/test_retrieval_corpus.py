@@ -89,16 +89,17 @@ def test_hotpotqa_questions_round_trip_through_flashrag_jsonl(tmp_path):
 
 
 def test_docstore_reads_back_what_was_written(tmp_path):
-    docs = [("a", '"T1"\nfirst text'), ("b", '"T2"\nsecond — ünïcode'), ("c", "no title line")]
+    docs = [("a", '"T1"\nfirst text'), ("b", 'T2 \nsecond — ünïcode\n'), ("c", "no title line")]
     info = write_docstore(docs, tmp_path, progress=False)
     assert info == {"count": 3, "docids_are_rows": False}
     for preload in (0, 1 << 20):  # the mmap path and the preloaded path give the same hits
         s = DocStore(tmp_path, preload_max_bytes=preload)
         assert [s.docid(i) for i in range(3)] == ["a", "b", "c"] and s.row_of("b") == 1 and s.row_of("z") is None
-        assert s.doc("b") == Hit("b", 0.0, "T2", "second — ünïcode")
-        # no newline: protocol.split_contents reads the whole string as the title
-        assert s.doc("c") == Hit("c", 0.0, "no title line", "")
-        assert s.hits_by_docid(["c", "a"], [2.0, 1.0]) == [Hit("c", 2.0, "no title line", ""), Hit("a", 1.0, "T1", "first text")]
+        # contents byte for byte: an unquoted title, its trailing space and the final newline stay
+        assert s.doc("b") == Hit("b", 0.0, "T2 \nsecond — ünïcode\n") and s.doc("b").title == "T2"
+        assert s.doc("c") == Hit("c", 0.0, "no title line") and s.doc("c").text == ""
+        assert s.hits_by_docid(["c", "a"], [2.0, 1.0]) == [Hit("c", 2.0, "no title line"),
+                                                           Hit("a", 1.0, '"T1"\nfirst text')]
         with pytest.raises(Sr1Error, match="lacks"):
             s.hits_by_docid(["nope"], [1.0])
         s.close()
@@ -112,7 +113,7 @@ def test_row_number_docids_need_no_id_table(tmp_path):
 
 def test_fast_hit_equals_constructed_hit():
     # make_hit skips the frozen dataclass __init__; the result must be an ordinary Hit.
-    a, b = make_hit("d", 1.5, "T", "x"), Hit("d", 1.5, "T", "x")
+    a, b = make_hit("d", 1.5, '"T"\nx'), Hit.from_title_text("d", 1.5, "T", "x")
     assert a == b and hash(a) == hash(b) and repr(a) == repr(b) and type(a) is Hit and a.contents == '"T"\nx'
     with pytest.raises(Exception):
         a.score = 2.0  # still frozen
@@ -126,6 +127,23 @@ def test_manifest_records_corpus_hash_and_build(tmp_path):
     assert m["build_seconds"] > 0 and m["sr1lib_version"] and m["created"].endswith("+00:00")
     assert m["params"]["analyzer"] == "lucene"
     assert not (tmp_path / "idx" / "corpus").exists()  # bm25s does not keep the JSONL copy
+
+
+def test_an_index_of_the_old_format_is_refused_and_caches_rebuild_it(tmp_path, monkeypatch):
+    from sr1lib.evaluate.core import index_for
+    from sr1lib.retrieval.manifest import FORMAT, MANIFEST, is_current
+
+    corpus = write(tmp_path, [json.dumps({"id": "0", "contents": "Unquoted\nan unquoted title"})])
+    monkeypatch.setenv("SR1_CACHE", str(tmp_path / "cache"))
+    out = index_for(corpus, "bm25s", progress=False)
+    assert FORMAT == "sr1-index/2" and is_current(out)
+    manifest = json.loads((out / MANIFEST).read_text())
+    (out / MANIFEST).write_text(json.dumps({**manifest, "format": "sr1-index/1"}))  # titles stored unquoted
+    with pytest.raises(Sr1Error, match=r"index format 'sr1-index/1'.*--overwrite"):
+        open_retriever(out)
+    assert not is_current(out) and index_for(corpus, "bm25s", progress=False) == out and is_current(out)
+    with open_retriever(out) as r:
+        assert r.doc("0").contents == "Unquoted\nan unquoted title"
 
 
 def test_existing_index_is_kept_unless_overwrite(tmp_path):

@@ -23,7 +23,7 @@ def test_contains_answer(passage, golds, found):
 
 
 def hit(i: int, text: str) -> Hit:
-    return Hit(str(i), 1.0, f"T{i}", text)
+    return Hit.from_title_text(str(i), 1.0, f"T{i}", text)
 
 
 def test_answer_recall_counts_first_rank():

@@ -67,6 +67,23 @@ def test_extract_answer_reads_only_what_it_is_given():
     assert extract_answer("<think>x</think>") is None
 
 
+def test_what_the_docstring_says_the_reference_does_on_a_response_without_answer():
+    # Search-R1's qa_em.extract_solution, restated: None below two `<answer>(.*?)</answer>` matches in
+    # prompt + response, else the last. Its nq_search.py prompt already holds two of them.
+    import re
+
+    def reference_extract(text):
+        found = re.findall(r"<answer>(.*?)</answer>", text, re.DOTALL)
+        return found[-1].strip() if len(found) >= 2 else None
+
+    prompt = ("... you can directly provide the answer inside <answer> and </answer>, without detailed "
+              "illustrations. For example, <answer> Beijing </answer>. Question: who wrote hamlet?\n")
+    response = "<think>I do not know.</think>"
+    assert reference_extract(prompt + response) == "Beijing" and extract_answer(response) is None
+    doc = " ".join(rewards.__doc__.split())
+    assert "its prompt already matches twice" in doc and "extracts the example answer from the prompt" in doc
+
+
 EM = [
     ("Paris", ["Paris"], 1.0),                              # identical
     ("the paris.", ["Paris"], 1.0),                         # normalised equal
@@ -82,7 +99,12 @@ EM = [
     (".", ["Paris", "?"], 0.0),                             # a dot does not match a punctuation gold '?'
     ("Beyoncé", ["Beyonce\u0301"], 1.0),                    # composed vs decomposed accent
     ("Beyonce", ["Beyoncé"], 0.0),                          # accents are kept (documented choice)
-    ("The", ["the"], 1.0),                                  # an article-only gold is compared raw
+    ("The", ["the"], 1.0),                                  # an article-only gold keeps its article
+    ("A.", ["A"], 1.0),                                     # ... and the prediction's punctuation still goes
+    ("a", ["A"], 1.0),                                      # ... and case
+    ("The", ["A"], 0.0),                                    # one article is not another
+    ("Paris", ["A"], 0.0),                                  # a letter-answer gold does not match a word
+    ("A. Paris", ["A"], 0.0),                               # extra words are not EM in the fallback either
     ("1,000", ["1000"], 1.0),                               # digit grouping comma is punctuation
 ]
 
@@ -96,8 +118,13 @@ SUBEM = [
     ("it is Paris, France", ["Paris"], 1.0),                # gold inside a longer answer
     ("Paris", ["Paris, France"], 0.0),                      # prediction inside gold is not cover
     ("1984", ["1"], 1.0),                                   # character level, as the reference
-    ("the answer", ["the"], 1.0),                           # gold normalising to '' is compared raw: covered
-    ("an answer", ["the"], 0.0),                            # ... and raw 'the' is not in 'an answer'
+    ("the answer", ["the"], 1.0),                           # gold normalising to '': its word is there
+    ("an answer", ["the"], 0.0),                            # ... and 'the' is not in 'an answer'
+    ("Paris", ["A"], 0.0),                                  # the letter 'a' inside a word is not the answer 'A'
+    ("Option A.", ["A"], 1.0),                              # ... the word 'a' is
+    ("theory", ["The"], 0.0),                               # word level in the fallback
+    ("what?!", ["?!"], 0.0),                                # punctuation-only gold: raw words, not characters
+    ("so ?! it is", ["?!"], 1.0),                           # ... a raw word equal to it
     ("", ["Paris"], 0.0),                                   # empty prediction
     (None, ["Paris"], 0.0),                                 # missing prediction
     ("Lyon or Paris", ["Nice", "paris"], 1.0),              # any of several golds
@@ -118,6 +145,8 @@ F1 = [
     ("Tower", ["Lyon", "Eiffel Tower"], 2 / 3),             # max over golds
     (None, ["Paris"], 0.0),                                 # missing
     ("", ["Paris"], 0.0),                                   # empty
+    ("A", ["A"], 1.0),                                      # a gold SQuAD empties: fallback tokens
+    ("option A", ["A"], 2 / 3),                             # P 1/2, R 1
 ]
 
 

@@ -44,7 +44,7 @@ def sources(tr):
 
 
 def test_observation_format_matches_protocol():
-    hits = [Hit("1", 1.0, "A", "text a"), Hit("2", 0.5, "B", "text b")]
+    hits = [Hit.from_title_text("1", 1.0, "A", "text a"), Hit.from_title_text("2", 0.5, "B", "text b")]
     assert protocol.format_observation(hits) == OBS_OPEN + protocol.format_passages(hits).strip() + OBS_CLOSE
     assert protocol.format_error_observation("boom") == OBS_OPEN + "Search failed: boom" + OBS_CLOSE
 
@@ -55,7 +55,7 @@ def test_search_then_answer(tok, retriever):
     (tr,) = result.trajectories
     assert sources(tr) == [PROMPT, MODEL, RETRIEVED, MODEL]
     obs = tr.segments[2]
-    assert obs.text.startswith(OBS_OPEN + "Doc 1(Title: Paris)") and obs.text.endswith(OBS_CLOSE)
+    assert obs.text.startswith(OBS_OPEN + 'Doc 1(Title: "Paris")') and obs.text.endswith(OBS_CLOSE)
     assert (tr.reward, tr.answer, tr.finished, tr.truncated) == (1.0, "Paris", True, False)
     assert (tr.n_searches, tr.n_valid_searches, tr.n_invalid, tr.n_turns) == (1, 1, 0, 2)
     assert tr.queries == ("capital of France",) and retriever.calls == [["capital of France"]]
@@ -262,7 +262,7 @@ def test_no_search_and_rag_prompt_modes(tok, retriever):
     assert sources(tr) == [PROMPT, MODEL, FEEDBACK, MODEL] and tr.segments[2].text == protocol.SEARCH_BUDGET_FEEDBACK
     result, rec = run(tok, retriever, [["<answer> Paris </answer>"] * 3], records=RECORDS, prompt_mode="rag")
     assert retriever.calls == [[protocol.normalize_question(r.question) for r in RECORDS]]  # one call, all questions
-    assert "Doc 1(Title: Paris)" in result.trajectories[0].segments[0].text
+    assert 'Doc 1(Title: "Paris")' in result.trajectories[0].segments[0].text
     assert all(t.retrieval_s > 0 and t.n_searches == 0 for t in result.trajectories)
     assert result.timings["retriever_calls"] == 1
 

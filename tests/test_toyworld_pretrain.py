@@ -255,12 +255,14 @@ def test_later_fields_change_the_hash_only_when_used():
     import hashlib
     from dataclasses import replace
 
+    from sr1lib.protocol import TEMPLATE_VERSION
     from sr1lib.toyworld.pretrain import PRETRAIN_VERSION
 
     cfg = get_profile("smoke").pretrain
     fields = cfg.to_json()
     del fields["decay_steps"], fields["late_mix"], fields["previous_token_heads"]
-    before_the_fields = hashlib.sha256(json.dumps({"version": PRETRAIN_VERSION, **fields}, sort_keys=True)
+    before_the_fields = hashlib.sha256(json.dumps({"version": PRETRAIN_VERSION, "template": TEMPLATE_VERSION, **fields},
+                                                  sort_keys=True)
                                        .encode()).hexdigest()[:12]
     assert cfg.decay_steps == 0 and cfg.late_mix is None and cfg.previous_token_heads == 0
     assert cfg.hash() == before_the_fields  # existing caches stay valid

@@ -176,6 +176,31 @@ def test_one_batch_equals_micro_batches(tiny, mode):
     assert any(v.abs().max() > 0 for v in deltas[0].values())
 
 
+@pytest.mark.parametrize("mode", ["seq-mean-token-sum", "seq-mean-token-mean"])
+def test_a_row_without_trained_tokens_does_not_dilute_the_update(tiny, mode):
+    # verl 0.9.1's seq-mean modes average over rows with a trained token, and the global row count
+    # across micro-batches follows the same rule: zeroing row 1's mask equals leaving row 1 out.
+    model, tok = tiny
+    pb = make_batch(len(tok))
+    ref = batched_logprobs(model, pb.input_ids, pb.attention_mask, pb.position_ids, pb.lengths,
+                           pb.prompt_lengths, micro_batch_size=0, temperature=1.0, autocast_ctx=NOCTX)
+    batch = policy_batch(pb, AlgorithmConfig(), old_logprob=ref + 0.1, ref_logprob=ref - 0.05)
+    mask = batch.mask.clone()
+    mask[1] = 0
+    masked = PolicyBatch(**{**vars(batch), "mask": mask})
+    keep = torch.tensor([0, 2, 3, 4])
+    dropped = PolicyBatch(**{k: None if v is None else v[keep] for k, v in vars(batch).items()})
+    cfg = PolicyLossConfig(loss_agg_mode=mode, kl_coef=0.1, entropy_coef=0.01)
+    deltas = []
+    for b in (masked, dropped):
+        m = copy.deepcopy(model)
+        deltas.append(sgd_delta(m, lambda opt: update_policy(
+            m, opt, b, cfg, ppo_epochs=1, mini_batch_size=0, micro_batch_size=2, grad_clip=0.0,
+            autocast_ctx=NOCTX)))
+    for k in deltas[0]:
+        torch.testing.assert_close(deltas[0][k], deltas[1][k], atol=1e-6, rtol=1e-4)
+
+
 def test_critic_one_batch_equals_micro_batches(tiny_model_dir):
     critic = load_critic(tiny_model_dir, seed=0)
     pb = make_batch(critic.config.vocab_size)

@@ -86,7 +86,7 @@ def test_searches_show_queries_passages_and_where_the_gold_answer_is(items):
     assert "search 1: <code>capital of France</code>" in html
     # the passages listed are the ones the real index returned, in order, gold answer marked
     retrieved = next(s.text for s in traj.segments if s.source == RETRIEVED)
-    titles = re.findall(r"Doc \d+\(Title: (.*?)\)", retrieved)
+    titles = re.findall(r'Doc \d+\(Title: "(.*?)"\)', retrieved)  # shown without the corpus's quotes
     assert titles and all(f"<b>{t}</b>" in html or f"<b><mark>{t}</mark></b>" in html for t in titles)
     assert "<mark>Paris</mark>" in html and "gold answer appears in the passages" in html
     assert 'class="b ok">correct<' in html

@@ -304,7 +304,7 @@ class ServerProcess:
 def compare_results(a: list, b: list) -> dict[str, Any]:
     """Same passages in the same order, and how far scores drift (dense scores move by float noise
     when queries are encoded in different batches; BM25 scores are identical)."""
-    same_docs = [[(h.docid, h.title, h.text) for h in x] for x in a] == [[(h.docid, h.title, h.text) for h in x] for x in b]
+    same_docs = [[(h.docid, h.contents) for h in x] for x in a] == [[(h.docid, h.contents) for h in x] for x in b]
     diffs = [abs(x.score - y.score) for xs, ys in zip(a, b) for x, y in zip(xs, ys)]
     return {"server_same_passages": same_docs, "server_max_score_diff": max(diffs, default=0.0)}
 

@@ -18,9 +18,14 @@ Prints one JSON object:
   (`generate_call_peak_mb`) should grow like batch x length (`generate_call_bytes_per_token` flat).
   `memory_growth` compares the last size with the first.
 
-The model is whatever `--model` holds (a tiny local one on CPU in the recorded figures); an
-untrained model rarely stops, so trajectories run to the response budget and the length axis is
-controlled by `--max-response-tokens`.
+`--policy searching` (the default) makes retrieval part of what is measured: the model in `--model`
+still runs every generate call (so `generate_s` is a real model's decode time for that many tokens),
+but its outputs are replaced by a scripted policy's (`SearchingPolicy`) that thinks for about
+`--max-new-tokens` tokens and searches on every turn until its `--searches` budget, then answers:
+3 searches in 4 turns by default. `--policy model` keeps the model's own outputs (a tiny untrained
+model rarely searches, so retrieval would be left out). For the memory measurement the model's own
+outputs are used; an untrained model rarely stops, so trajectories run to the response budget and
+the length axis is controlled by `--max-response-tokens`.
 """
 
 from __future__ import annotations
@@ -46,11 +51,12 @@ QUESTIONS = [
 def episode_text(title: str, text: str) -> str:
     """One protocol demonstration built from a passage: search its title, read it, answer the title."""
     from sr1lib import protocol
+    from sr1lib.types import Hit
 
     passage = " ".join(text.split()[:40])
     return (protocol.build_prompt(f"What is {title}")
             + f"<think> I need to search for {title}. </think>\n<search> {title} </search>"
-            + f"\n\n<information>Doc 1(Title: {title}) {passage}</information>\n\n"
+            + protocol.format_observation([Hit.from_title_text("0", 0.0, title, passage)])
             + f"<think> I found it. </think>\n<answer> {title} </answer>")
 
 
@@ -104,6 +110,11 @@ def register(sub) -> None:
     p.add_argument("--max-new-tokens", type=int, default=64, help="tokens per turn (default 64)")
     p.add_argument("--max-response-tokens", type=int, default=256, help="response budget (default 256)")
     p.add_argument("--max-turns", type=int, default=4, help="search budget (default 4)")
+    p.add_argument("--policy", default="searching", choices=list(POLICIES),
+                   help="searching: the model's generate calls with a scripted policy's outputs that search "
+                        "on most turns (default); model: the model's own outputs")
+    p.add_argument("--searches", type=int, default=3,
+                   help="searching policy: searches per trajectory before it answers (default 3)")
     p.add_argument("--rounds", type=int, default=3, help="timed rollouts after one warm-up (default 3)")
     p.add_argument("--sizes", default="16x128,32x256",
                    help="two or more BATCHxLENGTH sizes for the memory measurement (default 16x128,32x256)")
@@ -172,20 +183,22 @@ class _Counting:
 def timing(args: Any) -> dict[str, Any]:
     from sr1lib.rollout import rollout
 
-    gen, retriever = _setup(args.model, args.retriever, args.device)
+    model_gen, retriever = _setup(args.model, args.retriever, args.device)
+    gen = POLICIES[args.policy](model_gen, args.searches)
     cfg = _cfg(args.max_new_tokens, args.max_response_tokens, args.max_turns, args.group)
     records = _records(args.data, args.n)
     rollout(records[:2], gen, retriever, cfg, group_size=1, seed=0)  # warm-up: lazy imports, first kernels
     counting = _Counting(gen, retriever)
     totals = {"generate_s": 0.0, "retrieve_s": 0.0, "other_s": 0.0, "total_s": 0.0, "retriever_calls": 0.0,
               "turns": 0.0}
-    searches, fractions, last = 0, [], None
+    searches, model_turns, fractions, last = 0, 0, [], None
     for r in range(args.rounds):
         last = rollout(records, counting, counting, cfg, seed=r + 1, step=r)
         for k in totals:
             totals[k] += last.timings[k]
         fractions.append(last.timings["other_s"] / last.timings["total_s"])
         searches += sum(t.n_searches for t in last.trajectories)
+        model_turns += sum(t.n_turns for t in last.trajectories)
     retriever.close()
     calls = counting.search_calls
     return {
@@ -197,10 +210,63 @@ def timing(args: Any) -> dict[str, Any]:
         "retriever_calls_per_search_turn": round(calls / counting.search_turns, 4) if counting.search_turns else None,
         "searches": searches,
         "searches_per_retriever_call": round(searches / calls, 2) if calls else 0.0,
+        "search_turn_fraction": round(searches / model_turns, 4) if model_turns else 0.0,
         "trajectories_per_round": len(records) * args.group,
         "reencode_mismatch_fraction": round(_reencode_mismatch(last.trajectories, gen.tokenizer), 4),
         "metrics_last_round": {k: round(v, 4) for k, v in last.metrics.items()},
     }
+
+
+class SearchingPolicy:
+    """The model's generate calls, with outputs from a scripted policy that searches on most turns.
+
+    The model's call is made and its output dropped, so `generate_s` holds a real decode of about
+    `max_new_tokens` tokens per row; the scripted output is what the loop appends (token-exact, as
+    a model's): `<think>` words from the question filling about `max_new_tokens` tokens, then
+    `<search> question, part n </search>` until `searches` searches, then `<answer>`. A row's
+    searches so far are the `<information>` blocks in its prompt.
+    """
+
+    def __init__(self, model: Any, searches: int) -> None:
+        from sr1lib.generators.scripted import ScriptedGenerator
+        from sr1lib.rollout import OBS_OPEN
+
+        self.model, self.searches, self.obs_open = model, searches, OBS_OPEN
+        self.tokenizer, self.name = model.tokenizer, f"searching({model.name})"
+        self.scripted = ScriptedGenerator(model.tokenizer, fn=self._output)
+        self._budget = 64
+
+    def generate(self, prompts: Any, params: Any) -> Any:
+        self.model.generate(prompts, params)  # the cost of a real model's decode; its text is not used
+        self._budget = params.max_new_tokens
+        return self.scripted.generate(prompts, params)
+
+    def _output(self, prompt: tuple[int, ...], call: int) -> str:
+        text = self.tokenizer.decode(list(prompt), skip_special_tokens=True)
+        done = text.count(self.obs_open)  # the instruction names the tag too, but not in this frame
+        question = text[text.rfind("Question: ") + len("Question: "):].split("\n")[0].strip() or "the question"
+        words = question.rstrip("?").split()
+        action = (f"<search> {question} part {done + 1} </search>" if done < self.searches
+                  else f"<answer> {words[-1]} </answer>")
+        return self._fit(words, action)
+
+    def _fit(self, words: list[str], action: str) -> str:
+        """`<think> ... </think>` + action within the turn's token budget, thinking as long as fits."""
+        n = self._budget
+        while n >= 1:
+            think = " ".join(words[i % len(words)] for i in range(n))
+            text = f"<think> I need to find {think}. </think>\n{action}"
+            if len(self.tokenizer.encode(text, add_special_tokens=False)) <= self._budget:
+                return text
+            n = n * 3 // 4
+        return action  # a budget this small has no room to think
+
+
+def _model_policy(model: Any, searches: int) -> Any:
+    return model
+
+
+POLICIES: dict[str, Any] = {"searching": SearchingPolicy, "model": _model_policy}
 
 
 class _Widest:
@@ -295,7 +361,9 @@ def run(args: Any) -> int:
     if args.n < 1 or args.group < 1 or args.rounds < 1:
         raise Sr1Error("--n, --group and --rounds must be >= 1")
     t0 = time.perf_counter()
-    report: dict[str, Any] = {"bench": "rollout", "model": args.model, "retriever": args.retriever,
+    if args.searches < 0:
+        raise Sr1Error(f"--searches must be >= 0, got {args.searches}")
+    report: dict[str, Any] = {"bench": "rollout", "policy": args.policy, "model": args.model, "retriever": args.retriever,
                               "n": args.n, "group": args.group, "max_new_tokens": args.max_new_tokens,
                               "max_response_tokens": args.max_response_tokens, "rounds": args.rounds,
                               "device": args.device, "cpu_count": os.cpu_count()}

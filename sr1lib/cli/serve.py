@@ -28,6 +28,10 @@ def run(args) -> int:
     from sr1lib.retrieval import open_retriever
     from sr1lib.retrieval.server import ServerLimits, serve
 
+    import logging
+
+    # The server's own notes (e.g. request fields it ignores) go to stderr beside uvicorn's.
+    logging.basicConfig(format="sr1 serve: %(levelname)s: %(message)s", level=logging.WARNING)
     if not 1 <= args.port <= 65535:
         raise Sr1Error(f"--port must be in 1..65535, got {args.port}")
     limits = ServerLimits(default_topk=args.topk, max_topk=args.max_topk, max_queries=args.max_queries)

@@ -43,13 +43,14 @@ def prediction_row(dataset: str, method: str, t: Trajectory) -> dict[str, Any]:
 def index_for(corpus: Path, backend: str, progress: bool) -> Path:
     """An index of `corpus` built once into the cache (the corpus file name carries its hash)."""
     from sr1lib.retrieval import build_index
+    from sr1lib.retrieval.manifest import is_current
 
     # Keyed by the corpus's own hash: corpus files of the same name never share an index.
     from sr1lib.fsutil import sha256_file
 
     out = (cache_root() / "indexes" / f"{corpus.stem}-{sha256_file(corpus)[:12]}-{backend}").resolve()
-    if not out.exists():
-        build_index(corpus, out, backend, progress=progress)
+    if not is_current(out):  # missing, or built by an sr1 that stored passages differently
+        build_index(corpus, out, backend, progress=progress, overwrite=True)
     return out
 
 

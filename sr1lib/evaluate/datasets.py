@@ -87,17 +87,9 @@ def _toy(spec: str, limit: int | None) -> EvalDataset:
     """`toy`, `toy:PROFILE` or `toy:PROFILE:SEED` (default profile quick, seed 0): the test split of
     the cached toy world (built on first use, in seconds) and its own corpus."""
     from sr1lib.data import load_records
-    from sr1lib.toyworld import PROFILES, ensure_world
+    from sr1lib.toyworld.spec import toy_world
 
-    parts = spec.split(":")
-    profile = parts[1] if len(parts) > 1 and parts[1] else "quick"
-    try:
-        seed = int(parts[2]) if len(parts) > 2 else 0
-    except ValueError:
-        raise Sr1Error(f"{spec!r}: the toy world's seed must be an integer (toy:PROFILE:SEED)") from None
-    if len(parts) > 3 or profile not in PROFILES:
-        raise Sr1Error(f"{spec!r}: write toy, toy:PROFILE or toy:PROFILE:SEED with PROFILE one of {list(PROFILES)}")
-    folder = ensure_world(profile, seed)
+    folder = toy_world(spec)
     records = load_records(folder / "test.parquet", data_source=TOY, split="test", limit=limit)
     return EvalDataset(spec, records, str((folder / "test.parquet").resolve()), lambda: folder / "corpus.jsonl")
 

@@ -27,7 +27,7 @@ from sr1lib.errors import Sr1Error
 from sr1lib.generators import Generation, SamplingParams
 from sr1lib.generators.scripted import ScriptedGenerator
 from sr1lib.protocol import normalize_question
-from sr1lib.types import QARecord
+from sr1lib.types import QARecord, unquote_title
 
 ORACLES = ("oracle-gold", "oracle-empty", "oracle-copy")
 _QUESTION_RE = re.compile(r"Question: (.*?)\s*$", re.DOTALL)
@@ -48,9 +48,10 @@ def first_title(text: str) -> str | None:
     """The title of Doc 1 of the last <information> block in `text`, or None.
 
     The passage line is `Doc 1(Title: TITLE) TEXT`; titles may hold parentheses ("Up (2009 film)"),
-    so the title ends at the first `) ` after which its parentheses are balanced.
+    so the title ends at the first `) ` after which its parentheses are balanced. The title line's
+    wiki-18 quotes are markup, not part of the title.
 
-    >>> first_title("<information>Doc 1(Title: A (b) c) some text\\nDoc 2(Title: X) y</information>")
+    >>> first_title('<information>Doc 1(Title: "A (b) c") some text\\nDoc 2(Title: X) y</information>')
     'A (b) c'
     """
     block = text.rfind("<information>")
@@ -61,7 +62,7 @@ def first_title(text: str) -> str | None:
     for m in re.finditer(r"\) |\)$", line):
         title = line[:m.start()]
         if title.count("(") == title.count(")"):
-            return title
+            return unquote_title(title)
     return None
 
 

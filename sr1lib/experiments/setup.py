@@ -49,15 +49,16 @@ def index_for(corpus: str | Path, backend: str = "bm25s", *, encoder: str | None
     backend and the encoder (so two worlds' `corpus.jsonl` never share an index)."""
     from sr1lib.fsutil import sha256_file
     from sr1lib.retrieval import build_index
+    from sr1lib.retrieval.manifest import is_current
 
     corpus = Path(corpus)
     if not corpus.is_file():
         raise Sr1Error(f"corpus not found: {corpus}")
     tag = backend if not encoder else f"{backend}-{Path(encoder).name}"
     out = (cache_dir() / "indexes" / f"{corpus.stem}-{sha256_file(corpus)[:12]}-{tag}").resolve()
-    if not out.exists():
+    if not is_current(out):  # missing, or built by an sr1 that stored passages differently
         kw = {"encoder": encoder} if encoder else {}
-        build_index(corpus, out, backend, progress=progress, **kw)
+        build_index(corpus, out, backend, progress=progress, overwrite=True, **kw)
     return out
 
 

@@ -21,6 +21,10 @@ from sr1lib.retrieval.base import Retriever
 from sr1lib.types import Hit
 
 
+# Part of every fingerprint: rows written in another layout (a title and a text) are never read back.
+ROW_FORMAT = "docid-score-contents"
+
+
 class CachedRetriever(Retriever):
     def __init__(self, inner: Retriever, *, max_entries: int = 100_000, path: str | Path | None = None):
         if max_entries < 1:
@@ -76,11 +80,11 @@ class CachedRetriever(Retriever):
             for q in queries:
                 row = self._db.execute("SELECT value FROM hits WHERE fp=? AND query=? AND k=?", (self._fp, q, k)).fetchone()
                 if row is not None:
-                    out[q] = tuple(Hit(*h) for h in json.loads(row[0]))
+                    out[q] = tuple(Hit(*h) for h in json.loads(row[0]))  # [docid, score, contents]
         return out
 
     def _disk_put(self, new: dict[str, tuple[Hit, ...]], k: int) -> None:
-        rows = [(self._fp, q, k, json.dumps([[h.docid, h.score, h.title, h.text] for h in hits]))
+        rows = [(self._fp, q, k, json.dumps([[h.docid, h.score, h.contents] for h in hits]))
                 for q, hits in new.items()]
         with self._lock:
             assert self._db is not None
@@ -118,6 +122,6 @@ def index_fingerprint(r: Retriever) -> str:
     """What identifies an index across processes: backend, location, build id and corpus hash."""
     d = r.describe()
     m = d.get("manifest") or {}
-    key = {"backend": d.get("backend"), "index": d.get("index"), "build": m.get("build_id"),
+    key = {"rows": ROW_FORMAT, "backend": d.get("backend"), "index": d.get("index"), "build": m.get("build_id"),
            "corpus": (m.get("corpus") or {}).get("sha256"), "params": m.get("params")}
     return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]

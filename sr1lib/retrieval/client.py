@@ -16,7 +16,6 @@ import time
 from typing import Any
 
 from sr1lib.errors import Sr1Error
-from sr1lib.protocol import split_contents
 from sr1lib.retrieval.base import Retriever
 from sr1lib.retrieval.docstore import make_hit
 from sr1lib.types import Hit
@@ -130,13 +129,11 @@ def parse_hit(item: Any) -> Hit:
     doc = item.get("document", item) if isinstance(item, dict) else None
     if not isinstance(doc, dict):
         raise Sr1Error(f"retrieval server answered with a hit that is not an object: {str(item)[:200]}")
+    score = float(item.get("score", 0.0) if "document" in item else 0.0)
     contents = doc.get("contents")
     if isinstance(contents, str):
-        title, text = split_contents(contents)
-    else:
-        title, text = str(doc.get("title", "")), str(doc.get("text", ""))
-    score = item.get("score", 0.0) if "document" in item else 0.0
-    return make_hit(str(doc.get("id", "")), float(score), title, text)
+        return make_hit(str(doc.get("id", "")), score, contents)
+    return Hit.from_title_text(str(doc.get("id", "")), score, str(doc.get("title", "")), str(doc.get("text", "")))
 
 
 def _detail(r: Any) -> str:

@@ -1,7 +1,7 @@
 """The passage store inside an index folder: every backend returns text from here, not from Lucene.
 
 Layout (under the index folder):
-- `docs.bin`: every passage as UTF-8 `title\ntext` (titles never hold a newline), back to back,
+- `docs.bin`: every passage's `contents` as UTF-8, exactly as the corpus stores it, back to back,
   so reading one is a slice of a memory-mapped file and a decode, no JSON parsing.
 - `docs.offsets.npy`: byte offset of every passage plus the end (int64, N + 1).
 - `corpus/docs.jsonl`: the passages as `{"id", "contents"}` lines with `contents` exactly as in the
@@ -25,15 +25,14 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from sr1lib.errors import Sr1Error
-from sr1lib.protocol import split_contents
 from sr1lib.types import Hit
 
 DOCS = "corpus/docs.jsonl"
 BLOB = "docs.bin"
 OFFSETS = "docs.offsets.npy"
 IDS = "docs.ids.txt"
-# Stores up to this size are decoded into (title, text) pairs at open (~1 s per 200 MB): a hit then
-# costs a list lookup instead of a slice, a decode and a split. Larger ones are read from the mmap.
+# Stores up to this size are decoded into strings at open (~1 s per 200 MB): a hit then costs a list
+# lookup instead of a slice and a decode. Larger ones are read from the mmap.
 PRELOAD_MAX_BYTES = 256 << 20
 
 
@@ -51,8 +50,7 @@ def write_docstore(docs: Iterable[tuple[str, str]], folder: str | Path, *, total
         for row, (docid, contents) in enumerate(tqdm(docs, total=total, desc="reading corpus", unit="doc",
                                                      disable=not progress, leave=False)):
             jl.write(json.dumps({"id": docid, "contents": contents}, ensure_ascii=False) + "\n")
-            title, text = split_contents(contents)
-            data = f"{title}\n{text}".encode("utf-8")
+            data = contents.encode("utf-8")
             blob.write(data)
             offsets.append(offsets[-1] + len(data))
             ids.write(docid + "\n")
@@ -64,7 +62,7 @@ def write_docstore(docs: Iterable[tuple[str, str]], folder: str | Path, *, total
 
 
 def _hit_factory():
-    """`make_hit(docid, score, title, text)`: a Hit built without the frozen dataclass's __init__.
+    """`make_hit(docid, score, contents)`: a Hit built without the frozen dataclass's __init__.
 
     That __init__ sets each field through object.__setattr__ (~1.8 us per Hit); filling __dict__
     directly costs ~0.8 us, a tenth of sr1's overhead over raw pyserini at top-10. The result is an
@@ -75,10 +73,10 @@ def _hit_factory():
         return Hit
     new = object.__new__
 
-    def make_hit(docid: str, score: float, title: str, text: str) -> Hit:
+    def make_hit(docid: str, score: float, contents: str) -> Hit:
         h = new(Hit)
         d = h.__dict__
-        d["docid"], d["score"], d["title"], d["text"] = docid, score, title, text
+        d["docid"], d["score"], d["contents"] = docid, score, contents
         return h
 
     return make_hit
@@ -100,7 +98,7 @@ class DocStore:
         self._offsets = array.array("q", np.load(self.folder / OFFSETS).astype(np.int64).tobytes())
         self._file = path.open("rb")
         self._mm = mmap.mmap(self._file.fileno(), 0, access=mmap.ACCESS_READ) if path.stat().st_size else b""
-        self._rows: list[tuple[str, str]] | None = None
+        self._rows: list[str] | None = None
         if 0 < path.stat().st_size <= preload_max_bytes:
             self._rows = [self._read(r) for r in range(len(self))]
         ids_path = self.folder / IDS
@@ -126,21 +124,15 @@ class DocStore:
             return int(docid)
         return None
 
-    def _read(self, row: int) -> tuple[str, str]:
-        title, _, text = self._mm[self._offsets[row]:self._offsets[row + 1]].decode("utf-8").partition("\n")
-        return title, text
-
-    def title_text(self, row: int) -> tuple[str, str]:
-        return self._rows[row] if self._rows is not None else self._read(row)
+    def _read(self, row: int) -> str:
+        return self._mm[self._offsets[row]:self._offsets[row + 1]].decode("utf-8")
 
     def contents(self, row: int) -> str:
-        """`"Title"\ntext`, the form passages are encoded and shown in."""
-        title, text = self.title_text(row)
-        return f'"{title}"\n{text}'
+        """The passage as the corpus stores it: what is encoded, served and shown to the model."""
+        return self._rows[row] if self._rows is not None else self._read(row)
 
     def hit(self, row: int, score: float) -> Hit:
-        title, text = self.title_text(row)
-        return Hit(self.docid(row), float(score), title, text)
+        return Hit(self.docid(row), float(score), self.contents(row))
 
     def hits_by_docid(self, docids: Sequence[str], scores: Sequence[float]) -> list[Hit]:
         """Hits for docids the index itself returned (so in canonical form); the hot path of Lucene search."""
@@ -151,8 +143,7 @@ class DocStore:
             if not 0 <= row < n:
                 raise Sr1Error(f"{self.folder}: the index returned docid {docid!r} that the passage store lacks; "
                                "rebuild the index")
-            title, text = rows[row] if rows is not None else read(row)
-            out.append(new_hit(docid, float(score), title, text))
+            out.append(new_hit(docid, float(score), rows[row] if rows is not None else read(row)))
         return out
 
     def hits(self, rows: Sequence[int], scores: Sequence[float]) -> list[Hit]:

@@ -114,8 +114,6 @@ class LuceneRetriever(Retriever):
 
     @staticmethod
     def _hit_from_lucene(docid: str, score: float, document: Any) -> Hit:
-        from sr1lib.protocol import split_contents
-
         raw = document.get("raw") if document is not None else None
         contents = ""
         if raw:
@@ -125,8 +123,7 @@ class LuceneRetriever(Retriever):
                 contents = raw
         elif document is not None:
             contents = document.get("contents") or ""
-        title, text = split_contents(contents)
-        return Hit(docid, float(score), title, text)
+        return Hit(docid, float(score), contents)
 
     def doc(self, docid: str) -> Hit | None:
         if self.store is not None:

@@ -15,11 +15,17 @@ from typing import Any
 from sr1lib.errors import Sr1Error
 
 MANIFEST = "sr1-index.json"
-FORMAT = "sr1-index/1"
+# The layout of the folder's files. Format 2 stores each passage's `contents` as the corpus holds it
+# (format 1 kept a title without its quotes, so it cannot give Search-R1's bytes back).
+FORMAT = "sr1-index/2"
 
 
-def read_manifest(folder: str | Path) -> dict[str, Any] | None:
-    """The manifest of an sr1 index folder, or None when the folder has none."""
+def read_manifest(folder: str | Path, *, check_format: bool = True) -> dict[str, Any] | None:
+    """The manifest of an sr1 index folder, or None when the folder has none.
+
+    An index of another format is an error that says how to rebuild it (`check_format=False`
+    reads it anyway, e.g. to decide to rebuild).
+    """
     path = Path(folder) / MANIFEST
     if not path.exists():
         return None
@@ -29,7 +35,17 @@ def read_manifest(folder: str | Path) -> dict[str, Any] | None:
         raise Sr1Error(f"{path}: not valid JSON ({e.msg}); rebuild the index with `sr1 index build`") from None
     if not isinstance(data, dict) or "backend" not in data:
         raise Sr1Error(f"{path}: not an sr1 index manifest (no 'backend' field)")
+    if check_format and data.get("format") != FORMAT:
+        raise Sr1Error(f"{folder}: index format {data.get('format')!r}; this sr1 reads {FORMAT!r}. Rebuild it with "
+                       f"`sr1 index build --corpus {(data.get('corpus') or {}).get('path', 'FILE.jsonl')} "
+                       f"--out {folder} --backend {data['backend']} --overwrite`")
     return data
+
+
+def is_current(folder: str | Path) -> bool:
+    """True when `folder` holds an sr1 index this code reads (caches rebuild the others)."""
+    m = read_manifest(folder, check_format=False)
+    return m is not None and m.get("format") == FORMAT
 
 
 def require_manifest(folder: str | Path, backend: str) -> dict[str, Any]:

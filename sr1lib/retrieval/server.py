@@ -3,11 +3,15 @@
 `POST /retrieve` takes `{"queries": [str], "topk": int, "return_scores": bool}` and answers
 `{"result": [[{"document": {"id", "contents"}, "score": float}, ...], ...]}`; without
 `return_scores` each hit is the bare document, exactly as Search-R1's server answers, so its trainer
-can use this server and our client can use its server. `topk` may be omitted (the server's default).
-`GET /health` reports backend, the index manifest, doc count and uptime; `GET /doc?id=` returns one passage.
+can use this server and our client can use its server. `contents` is the corpus's stored string,
+byte for byte. `topk` may be omitted (the server's default). SkyRL's `{"query": str}` gets the same
+answer as `{"queries": [str]}`; an empty query gets an empty hit list; unknown fields are ignored
+(logged once per name, listed by `/health`). `GET /health` reports backend, the index manifest, doc
+count and uptime; `GET /doc?id=` returns one passage.
 
-Departures from Search-R1's server: bad input gets a 4xx naming the problem (it would raise or
-return 500), unknown fields are rejected, sizes are bounded, and it binds to loopback by default.
+Departures from Search-R1's server: bad input (not JSON, wrong types, topk out of range, oversize
+bodies) gets a 4xx naming the field (it would raise or return 500), sizes are bounded, and it binds
+to loopback by default.
 Concurrent requests are queued and each backend call takes every query waiting (micro-batching),
 so 8 clients cost about as much as one client sending 8x larger batches.
 """
@@ -16,6 +20,7 @@ so 8 clients cost about as much as one client sending 8x larger batches.
 # endpoint (imported lazily inside create_app), not a string it cannot resolve.
 import asyncio
 import json
+import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -26,6 +31,7 @@ from sr1lib.errors import Sr1Error
 from sr1lib.retrieval.base import Retriever
 from sr1lib.types import Hit
 
+log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class ServerLimits:
@@ -50,11 +56,20 @@ class RequestError(Exception):
         self.status, self.message = status, message
 
 
-FIELDS = ("queries", "topk", "return_scores")
+FIELDS = ("queries", "query", "topk", "return_scores")
 
 
-def parse_retrieve(body: bytes, limits: ServerLimits) -> tuple[list[str], int, bool]:
-    """(queries, topk, return_scores) from a request body, or RequestError(status, message)."""
+@dataclass(frozen=True)
+class RetrieveRequest:
+    """A checked `/retrieve` body; `ignored` names the unknown fields it carried."""
+
+    queries: list[str]
+    topk: int
+    return_scores: bool
+    ignored: tuple[str, ...] = ()
+
+
+def _json_object(body: bytes, limits: ServerLimits) -> dict[str, Any]:
     if len(body) > limits.max_body_bytes:
         raise RequestError(413, f"request body is {len(body)} bytes; the limit is {limits.max_body_bytes}")
     try:
@@ -64,25 +79,42 @@ def parse_retrieve(body: bytes, limits: ServerLimits) -> tuple[list[str], int, b
     if not isinstance(req, dict):
         raise RequestError(400, f"request body must be a JSON object with fields {list(FIELDS)}, "
                                 f"got {type(req).__name__}")
-    extra = sorted(set(req) - set(FIELDS))
-    if extra:
-        raise RequestError(422, f"unknown field(s) {extra}; valid fields are {list(FIELDS)}")
-    if "queries" not in req:
-        raise RequestError(422, "missing field 'queries' (a list of query strings)")
-    queries = req["queries"]
-    if not isinstance(queries, list):
-        raise RequestError(422, f"'queries' must be a list of strings, got {type(queries).__name__}")
-    if not queries:
-        raise RequestError(422, "'queries' is empty; send at least one query")
+    return req
+
+
+def _queries(req: dict[str, Any], limits: ServerLimits) -> list[str]:
+    """Search-R1's `queries` list, or SkyRL's single `query` string as a list of one."""
+    if "queries" in req and "query" in req:
+        raise RequestError(422, "send 'queries' (a list of strings) or 'query' (one string), not both")
+    if "query" in req:
+        if not isinstance(req["query"], str):
+            raise RequestError(422, f"'query' must be a string, got {type(req['query']).__name__}")
+        queries = [req["query"]]
+    elif "queries" in req:
+        queries = req["queries"]
+        if not isinstance(queries, list):
+            raise RequestError(422, f"'queries' must be a list of strings, got {type(queries).__name__}")
+    else:
+        raise RequestError(422, "missing field 'queries' (a list of query strings; or 'query', one string)")
     if len(queries) > limits.max_queries:
         raise RequestError(422, f"'queries' has {len(queries)} queries; the limit is {limits.max_queries} per request")
     for i, q in enumerate(queries):
         if not isinstance(q, str):
             raise RequestError(422, f"queries[{i}] must be a string, got {type(q).__name__}")
-        if not q.strip():
-            raise RequestError(422, f"queries[{i}] is empty")
         if len(q) > limits.max_query_chars:
             raise RequestError(422, f"queries[{i}] has {len(q)} characters; the limit is {limits.max_query_chars}")
+    return queries
+
+
+def parse_retrieve(body: bytes, limits: ServerLimits) -> RetrieveRequest:
+    """The checked request, or RequestError(status, message naming the field).
+
+    Lenient where other trainers' clients differ and the meaning is clear: Search-R1 sends `""` for
+    `<search> </search>` and `[]` on a turn where no trajectory searched (an empty hit list each),
+    SkyRL sends `{"query": str}`, and fields this server does not know are ignored.
+    """
+    req = _json_object(body, limits)
+    queries = _queries(req, limits)
     topk = req.get("topk")
     if topk is None:
         topk = limits.default_topk
@@ -90,10 +122,12 @@ def parse_retrieve(body: bytes, limits: ServerLimits) -> tuple[list[str], int, b
         raise RequestError(422, f"'topk' must be an integer, got {json.dumps(topk)}")
     elif not 1 <= topk <= limits.max_topk:
         raise RequestError(422, f"'topk' must be between 1 and {limits.max_topk}, got {topk}")
-    scores = req.get("return_scores", False)
-    if not isinstance(scores, bool):
+    scores = req.get("return_scores")
+    if scores is None:
+        scores = False
+    elif not isinstance(scores, bool):
         raise RequestError(422, f"'return_scores' must be true or false, got {json.dumps(scores)}")
-    return queries, topk, scores
+    return RetrieveRequest(queries, topk, scores, tuple(sorted(set(req) - set(FIELDS))))
 
 
 def document(hit: Hit) -> dict[str, str]:
@@ -117,10 +151,10 @@ class ResultEncoder:
 
     def __init__(self, max_entries: int = 200_000):
         self.max_entries = max_entries
-        self._docs: dict[tuple[str, str, str], str] = {}
+        self._docs: dict[tuple[str, str], str] = {}
 
     def _doc(self, h: Hit) -> str:
-        key = (h.docid, h.title, h.text)
+        key = (h.docid, h.contents)
         frag = self._docs.get(key)
         if frag is None:
             if len(self._docs) >= self.max_entries:
@@ -214,6 +248,14 @@ def create_app(retriever: Retriever, limits: ServerLimits = ServerLimits()):
 
     app = FastAPI(title="sr1 retrieval server", lifespan=lifespan)
 
+    ignored: set[str] = set()
+
+    def note_ignored(names: tuple[str, ...]) -> None:
+        new = [n for n in names if n not in ignored]
+        if new:  # once per field name: a trainer sends the same body shape on every request
+            ignored.update(new)
+            log.warning("ignoring unknown request field(s) %s; this server reads %s", new, list(FIELDS))
+
     def error(status: int, message: str) -> JSONResponse:
         counts["rejected" if status < 500 else "errors"] += 1
         return JSONResponse({"detail": message}, status_code=status)
@@ -230,21 +272,22 @@ def create_app(retriever: Retriever, limits: ServerLimits = ServerLimits()):
             if len(body) > limits.max_body_bytes:
                 return error(413, f"request body exceeds the limit of {limits.max_body_bytes} bytes")
         try:
-            queries, topk, scores = parse_retrieve(bytes(body), limits)
+            req = parse_retrieve(bytes(body), limits)
         except RequestError as e:
             return error(e.status, e.message)
+        note_ignored(req.ignored)
         try:
-            results = await batcher.search(queries, topk)
+            results = await batcher.search(req.queries, req.topk) if req.queries else []
         except Exception as e:  # noqa: BLE001 - report, keep serving
             return error(500, f"search failed: {type(e).__name__}: {e}")
-        return Response(encoder.encode(results, scores), media_type="application/json")
+        return Response(encoder.encode(results, req.return_scores), media_type="application/json")
 
     @app.get("/health")
     async def health():
         # The manifest (corpus path and sha256) lets a client's evaluation record what it searched.
         return {"status": "ok", "backend": info.get("backend"), "index": info.get("index"),
                 "manifest": info.get("manifest"), "doc_count": len(retriever), "uptime_s": round(time.time() - started, 3),
-                "batches": batcher.batches, "queries": batcher.queries, **counts,
+                "batches": batcher.batches, "queries": batcher.queries, **counts, "ignored_fields": sorted(ignored),
                 "limits": {"default_topk": limits.default_topk, "max_topk": limits.max_topk,
                            "max_queries": limits.max_queries, "max_body_bytes": limits.max_body_bytes}}
 

@@ -104,7 +104,7 @@ class DemoRetriever:
 
 
 def hit_of(p: Passage, score: float = 0.0) -> Hit:
-    return Hit(p.docid, score, p.title, p.text)
+    return Hit(p.docid, score, p.contents)
 
 
 WORD_RE = re.compile(r"[a-z0-9]+")

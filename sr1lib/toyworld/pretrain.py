@@ -33,6 +33,7 @@ from typing import Any, Callable
 import torch
 
 from sr1lib.errors import Sr1Error
+from sr1lib.protocol import TEMPLATE_VERSION
 from sr1lib.toyworld.demos import Bm25DemoRetriever, DemoMix, DemoRetriever, DemoWriter, GoldDistractorRetriever
 from sr1lib.toyworld.drills import drills
 from sr1lib.toyworld.names import name_pool
@@ -111,7 +112,8 @@ class PretrainConfig:
         for name in _LATER_FIELDS:  # added later: configs that leave them unset keep their hash and cache entry
             if not fields[name]:
                 del fields[name]
-        blob = json.dumps({"version": PRETRAIN_VERSION, **fields}, sort_keys=True)
+        # The demonstrations are written in the protocol's bytes, so a new template is a new base model.
+        blob = json.dumps({"version": PRETRAIN_VERSION, "template": TEMPLATE_VERSION, **fields}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 

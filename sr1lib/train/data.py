@@ -2,7 +2,9 @@
 
 `data.train` / `data.val` entries are data files (.parquet, .jsonl, .json), registered dataset names
 (`nq`, `hotpotqa`, ...: their train split, resp. their evaluation split, from `data/downloads`), or
-`toy` (the toy world's train/validation split). Records are de-duplicated by id (first wins).
+a toy world (`toy`, `toy:PROFILE`, `toy:PROFILE:SEED`: its train/validation split, built on first
+use). Records are de-duplicated by id (first wins). When every entry is a toy world and
+`retrieval.index` is empty, the run searches an index of that world's corpus (`toy_index`).
 
 Batch order is a pure function of (seed, step): epoch e is a permutation of the records seeded by
 (seed, e) (identity when `data.shuffle` is off) cut into len(records) // batch_size batches; the
@@ -23,17 +25,36 @@ from sr1lib.types import QARecord
 TOY = "toy"
 
 
-def _toy_split(split: str) -> list[QARecord]:
+def _is_toy(entry: str) -> bool:
+    return entry == TOY or entry.startswith(TOY + ":")
+
+
+def _toy_world(spec: str) -> Path:
     try:
-        from sr1lib.toyworld import ensure_world  # type: ignore[attr-defined]
+        from sr1lib.toyworld.spec import toy_world
     except ImportError:
-        raise Sr1Error("data 'toy': the toy world is not available in this install; give data files "
+        raise Sr1Error(f"data {spec!r}: the toy world is not available in this install; give data files "
                        "(.parquet/.jsonl/.json) or dataset names instead") from None
+    return toy_world(spec)
+
+
+def _toy_split(spec: str, split: str) -> list[QARecord]:
     from sr1lib.data import load_records
 
-    world = ensure_world()
-    path = getattr(world, f"{split}_path")
-    return load_records(path, split=split)
+    return load_records(_toy_world(spec) / f"{split}.parquet", split=split)
+
+
+def toy_index(entries: Sequence[str], backend: str) -> Path | None:
+    """An index of the toy world's corpus when every entry names the same toy world, else None."""
+    if not entries or not all(_is_toy(e) for e in entries):
+        return None
+    worlds = {_toy_world(e) for e in entries}
+    if len(worlds) > 1:
+        raise Sr1Error(f"data.train names {len(worlds)} toy worlds ({list(entries)}); each has its own corpus, "
+                       "so set retrieval.index to the one to search")
+    from sr1lib.evaluate.core import index_for
+
+    return index_for(worlds.pop() / "corpus.jsonl", backend, progress=False)
 
 
 def load_split(entries: Sequence[str], split: str) -> list[QARecord]:
@@ -44,8 +65,8 @@ def load_split(entries: Sequence[str], split: str) -> list[QARecord]:
     out: list[QARecord] = []
     seen: set[str] = set()
     for entry in entries:
-        if entry == TOY:
-            records = _toy_split("train" if split == "train" else "validation")
+        if _is_toy(entry):
+            records = _toy_split(entry, "train" if split == "train" else "validation")
         elif Path(entry).suffix:
             records = load_records(entry, split=split)
         elif entry in DATASETS:

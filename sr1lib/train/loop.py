@@ -29,7 +29,7 @@ from sr1lib.errors import Sr1Error
 from sr1lib.runs import RunDir
 from sr1lib.train.alarms import AlarmMonitor
 from sr1lib.train.checkpoint import checkpoint_paths, load_trainer_state, save_checkpoint, set_rng_state
-from sr1lib.train.data import batch_for_step, data_position, load_split
+from sr1lib.train.data import batch_for_step, data_position, load_split, toy_index
 from sr1lib.train.step import Trainer
 
 log = logging.getLogger("sr1lib.train")
@@ -68,6 +68,16 @@ def _refuse_existing(cfg: RunConfig) -> None:
     if (path / "metrics.jsonl").exists() or any(path.glob("checkpoints/step_*")):
         raise Sr1Error(f"{path}: a run already exists here; pass --resume to continue it, or choose another "
                        "name (--set name=...) or out_dir")
+
+
+def _with_toy_index(cfg: RunConfig) -> RunConfig:
+    """`cfg` searching its toy world's corpus when it trains on a toy world and names no index."""
+    from dataclasses import replace
+
+    if cfg.retrieval.index or cfg.retrieval.backend == "http":
+        return cfg
+    index = toy_index([*cfg.data.train, *cfg.data.val], cfg.retrieval.backend)
+    return cfg if index is None else replace(cfg, retrieval=replace(cfg.retrieval, index=str(index)))
 
 
 def _seed_everything(seed: int) -> None:
@@ -111,6 +121,8 @@ def train(cfg: RunConfig, *, resume: bool = False, progress: bool = True,
     t = cfg.train
     if not t.model:
         raise ConfigError("train.model: empty; set it to a policy model folder (save_pretrained layout)")
+    if retriever is None and prompt_mode != "no_search":
+        cfg = _with_toy_index(cfg)
     if not resume:
         _refuse_existing(cfg)  # before the slow set-up
     records = load_split(cfg.data.train, "train")

@@ -102,6 +102,7 @@ def accumulate_policy_grads(policy: Any, mb: PolicyBatch, cfg: PolicyLossConfig,
     (`sampled_tokens`) `entropy` and `kl`.
     """
     n_tok = mb.mask.sum().clamp(min=1)
+    n_trained = algos.trained_row_count(mb.mask)  # the seq-mean denominator of the whole mini-batch
     n_seq = mb.mask.shape[0]
     dev = mb.mask.device
     keys = ("loss", "pg_loss", "clip_fraction", "approx_kl", "entropy", "entropy_loss_mask", "kl")
@@ -121,9 +122,9 @@ def accumulate_policy_grads(policy: Any, mb: PolicyBatch, cfg: PolicyLossConfig,
         old = logp.detach() if r["old_logprob"] is None else trim(r["old_logprob"], n - 1)
         pg_loss, clip_frac, approx_kl = algos.compute_policy_loss(
             old, logp, adv, mask, clip_ratio=cfg.clip_ratio, dual_clip=cfg.dual_clip,
-            loss_agg_mode=cfg.loss_agg_mode, num_tokens=n_tok, num_seqs=n_seq)
+            loss_agg_mode=cfg.loss_agg_mode, num_tokens=n_tok, num_seqs=n_trained)
         loss = pg_loss
-        agg = lambda x: algos.aggregate_loss(x, mask, cfg.loss_agg_mode, num_tokens=n_tok, num_seqs=n_seq)  # noqa: E731
+        agg = lambda x: algos.aggregate_loss(x, mask, cfg.loss_agg_mode, num_tokens=n_tok, num_seqs=n_trained)  # noqa: E731
         if cfg.entropy_coef:
             loss = loss - cfg.entropy_coef * agg(ent)
         if r["ref_logprob"] is not None and cfg.kl_coef:
@@ -201,6 +202,7 @@ def update_critic(critic: Any, optimizer: torch.optim.Optimizer, batch: CriticBa
                 optimizer.zero_grad(set_to_none=True)
                 mb = CriticBatch(**_rows(batch, sl))
                 n_tok, n_seq = mb.mask.sum().clamp(min=1), mb.mask.shape[0]
+                n_trained = algos.trained_row_count(mb.mask)
                 total = torch.zeros((), device=mb.mask.device)
                 for msl in micro_slices(n_seq, micro_batch_size):
                     r = _rows(mb, msl)
@@ -213,7 +215,7 @@ def update_critic(critic: Any, optimizer: torch.optim.Optimizer, batch: CriticBa
                     loss, frac = algos.compute_value_loss(values, trim(r["old_values"], n - 1),
                                                           trim(r["returns"], n - 1), mask, clip_range=clip_range,
                                                           loss_agg_mode=loss_agg_mode, num_tokens=n_tok,
-                                                          num_seqs=n_seq)
+                                                          num_seqs=n_trained)
                     loss.backward()
                     total += loss.detach()
                     frac_sum = frac_sum + (frac.detach() * mask.sum()).cpu()

@@ -26,7 +26,7 @@ from typing import Any, Sequence
 
 from sr1lib.retrieval.evaluation import contains_answer
 from sr1lib.rewards import exact_match, normalize_answer
-from sr1lib.types import FEEDBACK, MODEL, PROMPT, RETRIEVED, Segment, Trajectory
+from sr1lib.types import FEEDBACK, MODEL, PROMPT, RETRIEVED, Segment, Trajectory, unquote_title
 
 COLOURS = {PROMPT: "#eceff1", MODEL: "#dcebfb", RETRIEVED: "#fff1d6", FEEDBACK: "#f1e4f6"}
 BORDERS = {PROMPT: "#90a4ae", MODEL: "#1e6fd0", RETRIEVED: "#d08a00", FEEDBACK: "#8e44ad"}
@@ -84,7 +84,7 @@ def is_correct(traj: Trajectory) -> bool:
 
 def parse_docs(observation: str) -> list[tuple[str, str, str]]:
     """(rank, title, text) of every `Doc i(Title: t) text` passage in an observation block."""
-    return [(m.group(1), m.group(2).strip(), m.group(3).strip()) for m in DOC_RE.finditer(observation)]
+    return [(m.group(1), unquote_title(m.group(2)), m.group(3).strip()) for m in DOC_RE.finditer(observation)]
 
 
 def mark_answers(text: str, golds: Sequence[str]) -> str:
