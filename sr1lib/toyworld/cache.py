@@ -58,9 +58,7 @@ class Profile:
 #   In 80 steps neither quick base model taught full's RL the second search (two-hop EM 0 for PPO
 #   and GRPO), so full keeps the slower model.
 FULL_MODEL = ModelConfig(hidden_size=128, num_layers=4, num_heads=4, intermediate_size=384)
-QUICK_MODEL = ModelConfig(vocab_size=3072, hidden_size=128, num_layers=4, num_heads=4, intermediate_size=192)
-QUICK_NAME_POOL = 768
-QUICK_STEPS, QUICK_DECAY = 1600, 600
+QUICK_MODEL = ModelConfig(hidden_size=128, num_layers=4, num_heads=4, intermediate_size=192)
 GUESSING_MIX = DemoMix(  # DemoMix's default with 65% guessing and two-hop shortcuts mostly turned into good episodes
     single={"guess": 0.65, "good": 0.2333, "poor_query": 0.0388, "wrong_copy": 0.0234, "bad_format": 0.0234,
             "verbose": 0.0311},
@@ -77,9 +75,8 @@ def _profiles() -> dict[str, Profile]:
                              questions={"train": 400, "validation": 60, "test": 160})
     full_pretrain = PretrainConfig(worlds=6, world=full_world, model=FULL_MODEL, steps=4000, batch_tokens=2048,
                                    max_len=512, lr=3e-3, drills=10000, init_std=0.06)
-    quick_world = replace(full_world, name_pool=QUICK_NAME_POOL)
-    quick_pretrain = replace(full_pretrain, world=quick_world, model=QUICK_MODEL, steps=QUICK_STEPS,
-                             decay_steps=QUICK_DECAY, late_mix=GUESSING_MIX, previous_token_heads=1)
+    quick_pretrain = replace(full_pretrain, model=QUICK_MODEL, steps=2200, decay_steps=800, late_mix=GUESSING_MIX,
+                             previous_token_heads=1)
     return {
         "smoke": Profile("smoke", smoke_world, PretrainConfig(
             worlds=2, world=smoke_world, tokenizer_worlds=4, tokenizer_demos=50,
@@ -87,7 +84,7 @@ def _profiles() -> dict[str, Profile]:
             steps=12, batch_tokens=4096, warmup_steps=3, threads=1, drills=20, init_std=0.06),
             "seconds; structure only, the model learns little"),
         # quick shares full's world and test questions; its base model is the faster one (see above)
-        "quick": Profile("quick", quick_world, quick_pretrain,
+        "quick": Profile("quick", full_world, quick_pretrain,
                          "the main job's profile: full's world, a faster base model, shorter RL"),
         "full": Profile("full", full_world, full_pretrain, "about 27 minutes for the whole pipeline"),
     }
@@ -127,18 +124,6 @@ def ensure_world(profile: str | Profile = "quick", seed: int = 0, *, root: str |
     return out
 
 
-def pretraining_forbidden(folder: str | Path, cfg: PretrainConfig) -> set[str]:
-    """The words pretraining for the evaluation world in `folder` must never use: all of that world's
-    invented words, or none when every world draws from the same name pool (then only the facts,
-    drawn per world, are the evaluation world's own)."""
-    pool = WorldConfig.from_json(read_manifest(folder)["config"]).name_pool
-    if pool != cfg.world.name_pool:
-        raise Sr1Error(f"{folder}: the evaluation world has name_pool {pool} but the pretraining worlds "
-                       f"{cfg.world.name_pool}; both must draw names the same way")
-    names = eval_world_names(folder)  # also checks the folder against its manifest
-    return set() if pool else names
-
-
 def eval_world_names(folder: str | Path) -> set[str]:
     """Every invented word of the world in `folder` (regenerated from its manifest, then checked)."""
     manifest = read_manifest(folder)
@@ -162,7 +147,7 @@ def build_model(out: str | Path, world: str | Path, cfg: PretrainConfig, *, prog
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise Sr1Error(f"{out} already exists and is not empty; choose another --out or pass --overwrite")
     seed = read_manifest(world)["seed"]
-    forbidden = pretraining_forbidden(world, cfg)
+    forbidden = eval_world_names(world)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.building-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     try:
