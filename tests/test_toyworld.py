@@ -3,7 +3,6 @@ fact-disjoint splits, Search-R1 parquet that sr1lib.data reads, and clear errors
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
 from pathlib import Path
@@ -164,39 +163,3 @@ def test_cli_build(tmp_path, capsys):
     assert json.loads((tmp_path / "w" / "world.json").read_text())["seed"] == 3
     assert main(["toyworld", "build", "--out", str(tmp_path / "w"), "--profile", "smoke"]) == 2
     assert "already exists" in capsys.readouterr().err
-
-
-# ---------------------------------------------------------------- the shared name pool
-POOLED = dataclasses.replace(SMOKE, name_pool=96)
-
-
-def test_name_pool_is_fixed_and_its_kinds_disjoint():
-    from sr1lib.toyworld.names import name_pool
-
-    pool = name_pool(96)
-    assert pool == name_pool.__wrapped__(96)  # recomputed from its seed, not just cached
-    words = [w.lower() for kind in pool.values() for w in kind]
-    assert len(words) == len(set(words))  # no word serves two kinds
-    assert len(pool["word"]) == 96 and pool["city"] and pool["country"]
-
-
-def test_pooled_worlds_draw_every_name_from_the_pool_and_redraw_the_facts():
-    from sr1lib.toyworld.names import name_pool
-    from sr1lib.toyworld.world import generate_world
-
-    pool = {w.lower() for kind in name_pool(POOLED.name_pool).values() for w in kind}
-    a, b = generate_world(7, POOLED), generate_world(8, POOLED)
-    assert a.name_words <= pool and b.name_words <= pool
-    assert len(a.name_words & b.name_words) > 0.5 * len(a.name_words)  # the same words ...
-    facts = lambda w: {(w.kb.entities[s].name, r, w.kb.entities[o].name) for s, r, o in w.kb.facts()}  # noqa: E731
-    shared = facts(a) & facts(b)
-    assert len(shared) < 0.05 * len(facts(a))  # ... but not the same facts
-    assert POOLED.hash() != SMOKE.hash()
-    assert generate_world(7, SMOKE).name_words - pool  # invented names are not the pool's
-
-
-def test_a_pool_too_small_for_the_world_says_what_to_change(tmp_path):
-    with pytest.raises(Sr1Error, match=r"name pool's \d+ \w+ words are all used.*WorldConfig.name_pool"):
-        build_world(tmp_path / "w", 0, config=dataclasses.replace(SMOKE, name_pool=8))
-    with pytest.raises(Sr1Error, match="name_pool"):
-        WorldConfig(name_pool=-1)

@@ -10,15 +10,15 @@ Drills put the same pressure in few tokens:
     look-up  "Pesel Tudur was born in Gillil. Vovel Dar was born in Serzo. ... Where was Vovel Dar
               born? Serzo."  (the corpus's own phrasings, questions in random order)
 
-Names come from a `NameMaker` like every other pretraining text: invented with the evaluation
-world's words forbidden, or drawn from the worlds' shared name pool.
+Names come from a `NameMaker` with the evaluation world's words forbidden, like every other
+pretraining text.
 """
 
 from __future__ import annotations
 
 import random
 
-from sr1lib.toyworld.names import COMPANY_WORDS, RIVER_WORD, UNIVERSITY_WORDS, NameMaker, NamePool
+from sr1lib.toyworld.names import COMPANY_WORDS, RIVER_WORD, UNIVERSITY_WORDS, NameMaker
 
 # (fact sentence, question, answer kind): {s} subject, {o} object.
 LOOKUPS = (
@@ -67,17 +67,12 @@ def lookup_drill(names: NameMaker) -> str:
     return " ".join(lines)
 
 
-def drills(n: int, rng: random.Random, forbidden: set[str], pool: NamePool | None = None) -> list[str]:
-    """`n` drill documents, each a few drills long, alternating kinds at random; names invented, or
-    drawn from `pool` (unique within each drill)."""
-    names = NameMaker(rng, forbidden, pool)
+def drills(n: int, rng: random.Random, forbidden: set[str]) -> list[str]:
+    """`n` drill documents, each a few drills long, alternating kinds at random."""
+    names = NameMaker(rng, forbidden)
     out = []
     for _ in range(n):
-        parts = []
-        for _ in range(4):
-            if pool is not None:  # a pool lasts one drill
-                names = NameMaker(rng, forbidden, pool)
-            parts.append(lookup_drill(names) if rng.random() < 0.6 else repeat_drill(names))
+        parts = [lookup_drill(names) if rng.random() < 0.6 else repeat_drill(names) for _ in range(4)]
         out.append("\n".join(parts))
         if len(names.used) > 20_000:  # keep the fresh-name search fast
             names = NameMaker(rng, forbidden)

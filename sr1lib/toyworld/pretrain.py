@@ -36,7 +36,6 @@ from sr1lib.errors import Sr1Error
 from sr1lib.protocol import TEMPLATE_VERSION
 from sr1lib.toyworld.demos import Bm25DemoRetriever, DemoMix, DemoRetriever, DemoWriter, GoldDistractorRetriever
 from sr1lib.toyworld.drills import drills
-from sr1lib.toyworld.names import name_pool
 from sr1lib.toyworld.world import WorldConfig, generate_world
 
 PRETRAIN_VERSION = "toyworld-pretrain-2"
@@ -177,8 +176,7 @@ def pretrain_documents(seed: int, cfg: PretrainConfig, forbidden: set[str]) -> l
             close = getattr(getattr(retriever, "retriever", None), "close", None)
             if close:
                 close()
-    pool = name_pool(cfg.world.name_pool) if cfg.world.name_pool else None
-    docs += drills(cfg.drills, random.Random(f"drills/{seed}"), forbidden, pool)
+    docs += drills(cfg.drills, random.Random(f"drills/{seed}"), forbidden)
     rng.shuffle(docs)
     return docs
 

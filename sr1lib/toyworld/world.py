@@ -33,7 +33,7 @@ from sr1lib.errors import Sr1Error
 from sr1lib.fsutil import sha256_file, write_bytes_atomic, write_json_atomic
 from sr1lib.toyworld.corpus import Passage, build_corpus
 from sr1lib.toyworld.kb import KB, KBSize, build_kb
-from sr1lib.toyworld.names import NameMaker, name_pool
+from sr1lib.toyworld.names import NameMaker
 from sr1lib.toyworld.questions import HOP_TYPES, Question, candidate_questions, split_questions
 from sr1lib.types import QARecord
 
@@ -56,13 +56,6 @@ class WorldConfig:
     events: int = 12  # event passages that mention entities and state no asked fact
     questions: dict[str, int] = field(default_factory=lambda: {"train": 200, "validation": 40, "test": 80})
     two_hop_fraction: float = 0.5
-    # 0: every world invents its names; n > 0: names come from a fixed pool of n plain words shared by
-    # all worlds (sr1lib.toyworld.names), so each is one token and copying it is easy
-    name_pool: int = 0
-
-    def __post_init__(self) -> None:
-        if self.name_pool < 0:
-            raise Sr1Error(f"WorldConfig.name_pool: {self.name_pool} must be 0 (invented names) or a pool size > 0")
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -72,10 +65,7 @@ class WorldConfig:
         return cls(**{**d, "kb": KBSize(**d["kb"]), "train_kb": KBSize(**d["train_kb"])})
 
     def hash(self) -> str:
-        fields = self.to_json()
-        if not fields["name_pool"]:  # left at its default, it keeps the hashes of worlds built before it
-            del fields["name_pool"]
-        blob = json.dumps({"generator": GENERATOR_VERSION, **fields}, sort_keys=True)
+        blob = json.dumps({"generator": GENERATOR_VERSION, **self.to_json()}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
@@ -98,7 +88,7 @@ def generate_world(seed: int, config: WorldConfig, *, forbidden: Iterable[str] =
         if split not in SPLITS:
             raise Sr1Error(f"WorldConfig.questions: unknown split {split!r}; valid splits are {list(SPLITS)}")
     rng = random.Random(seed)
-    names = NameMaker(rng, forbidden, name_pool(config.name_pool) if config.name_pool else None)
+    names = NameMaker(rng, forbidden)
     try:
         kb = build_kb(rng, config.train_kb, names, region="train")
         build_kb(rng, config.kb, names, kb, region="eval")
