@@ -59,6 +59,8 @@ def register(sub) -> None:
                         "another machine (default 2)")
     w.add_argument("--methods", type=lambda s: [m for m in s.split(",") if m], default=["ppo", "grpo"],
                    help="RL methods: ppo, grpo, ppo_nomask (default ppo,grpo)")
+    w.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="an RL config override for every run, as `sr1 train --set` (repeatable)")
     w.add_argument("--out", default="", help="output folder (default runs/toyworld-sweep-PROFILE); reruns resume")
     w.add_argument("--device", default="cpu", help="cpu | cuda | auto (default cpu)")
     w.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -140,7 +142,7 @@ def run_sweep_cmd(args) -> int:
 
     out = args.out or f"runs/toyworld-sweep-{args.profile}"
     result = run_sweep(args.profile, args.seeds, out, rl_seeds=args.rl_seeds, threads=args.threads,
-                       methods=args.methods, device=args.device, progress=not args.quiet,
+                       methods=args.methods, overrides=args.overrides, device=args.device, progress=not args.quiet,
                        log=lambda line: print(line, file=sys.stderr, flush=True))
     print(sweep_table(result))
     print(f"sweep: {out}/{SWEEP}")

@@ -33,7 +33,7 @@ import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from sr1lib.errors import Sr1Error
 
@@ -112,10 +112,11 @@ class Stages:
 
 
 def toyworld_pipeline(profile: str = "quick", seed: int = 0, out: str | Path = "", *, rl_seed: int | None = None,
-                      threads: int | None = None, methods: tuple[str, ...] = tuple(RL_STAGES), device: str = "cpu",
-                      progress: bool = True, log: Callable[[str], None] = print) -> dict[str, Any]:
+                      threads: int | None = None, methods: tuple[str, ...] = tuple(RL_STAGES),
+                      overrides: Sequence[str] = (), device: str = "cpu", progress: bool = True,
+                      log: Callable[[str], None] = print) -> dict[str, Any]:
     """Build, pretrain, train the RL `methods` (default PPO, GRPO, PPO without masking), evaluate;
-    returns (and writes) the summary."""
+    returns (and writes) the summary. `overrides` (`sr1 train --set` strings) apply to every RL run."""
     from sr1lib.experiments.evaluation import hop_files
     from sr1lib.experiments.frames import metrics_frame
     from sr1lib.experiments.profiles import check_profile, train_sizes
@@ -149,7 +150,7 @@ def toyworld_pipeline(profile: str = "quick", seed: int = 0, out: str | Path = "
                 profile, rl_seed, algorithm=a, mask_retrieved=m, device=device, model=str(model),
                 data=str(world / "train.parquet"), val_data=str(world / "validation.parquet"), index=str(index),
                 runs_root=str(out / "runs"), run_name=default_run_name(profile, a, m, rl_seed), progress=progress,
-                **sizes))
+                overrides=list(overrides), **sizes))
             frame = res["metrics"]
             runs[method] = {"run": res["run"], "status": res["status"], "reward": curve_ends(frame, "reward_mean"),
                             "reward_rise": window_rise(frame, "reward_mean"),
@@ -164,7 +165,7 @@ def toyworld_pipeline(profile: str = "quick", seed: int = 0, out: str | Path = "
     searches = {m: hop_means(method_cells(results, m), "mean_searches") for m in METHODS}
     summary = {
         "format": "sr1-toyworld-run", "profile": profile, "seed": seed, "rl_seed": rl_seed, "threads": threads,
-        "out": str(out),
+        "overrides": list(overrides), "out": str(out),
         "em": em,
         "searches_per_question": {m: v["all"] for m, v in searches.items()},
         "searches_by_hop": searches,

@@ -116,8 +116,8 @@ def sweep_table(result: dict[str, Any]) -> str:
 
 
 def run_sweep(profile: str, seeds: Sequence[int], out: str | Path, *, rl_seeds: Sequence[int] = (0,),
-              threads: Sequence[int] = (2,), methods: Sequence[str] = ("ppo", "grpo"), device: str = "cpu",
-              progress: bool = True, log: Callable[[str], None] = print) -> dict[str, Any]:
+              threads: Sequence[int] = (2,), methods: Sequence[str] = ("ppo", "grpo"), overrides: Sequence[str] = (),
+              device: str = "cpu", progress: bool = True, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Run (or resume) every cell of seeds x rl_seeds x threads; returns (and writes) DIR/sweep.json."""
     from sr1lib.fsutil import write_json_atomic
 
@@ -130,7 +130,8 @@ def run_sweep(profile: str, seeds: Sequence[int], out: str | Path, *, rl_seeds: 
     if unknown:
         raise Sr1Error(f"sweep: --methods {unknown}: valid methods are {list(RL_STAGES)}")
     out = Path(out).resolve()
-    grid = {"seeds": list(seeds), "rl_seeds": list(rl_seeds), "threads": list(threads), "methods": list(methods)}
+    grid = {"seeds": list(seeds), "rl_seeds": list(rl_seeds), "threads": list(threads), "methods": list(methods),
+            "overrides": list(overrides)}
     result: dict[str, Any] = {"format": "sr1-toyworld-sweep", "profile": profile, "grid": grid, "cpu": cpu_info(),
                               "cells": [], "summary": {}}
     t0 = time.perf_counter()
@@ -139,7 +140,7 @@ def run_sweep(profile: str, seeds: Sequence[int], out: str | Path, *, rl_seeds: 
         name = cell_name(s, r, t)
         log(f"[sweep] cell {i}/{len(todo)}: {name}")
         summary = toyworld_pipeline(profile, s, out / "cells" / name, rl_seed=r, threads=t, methods=tuple(methods),
-                                    device=device, progress=progress, log=log)
+                                    overrides=overrides, device=device, progress=progress, log=log)
         result["cells"].append({"cell": name, **cell_record(summary, methods)})
         result["summary"] = summarise(result["cells"], methods)
         result["seconds"] = round(time.perf_counter() - t0, 2)
