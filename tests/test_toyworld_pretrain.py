@@ -11,6 +11,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+import torch
 
 from sr1lib import protocol
 from sr1lib.rewards import em_reward, is_valid_format
@@ -366,3 +367,22 @@ def test_previous_token_heads_must_fit_the_model():
     cfg = SMOKE.pretrain
     with pytest.raises(Sr1Error, match="previous_token_heads: 3 is not in \\[0, model.num_heads=2\\]"):
         replace(cfg, previous_token_heads=3)
+
+
+def test_init_jitter_moves_only_the_low_bits_and_only_when_set():
+    from dataclasses import replace
+
+    from sr1lib.models import build_tiny_model, train_tokenizer
+    from sr1lib.toyworld.pretrain import INIT_JITTER_SCALE, jitter
+
+    tok = train_tokenizer(["a small text for a tiny tokenizer"] * 4, vocab_size=300)
+    a, b = build_tiny_model(tok, seed=0), build_tiny_model(tok, seed=0)
+    jitter(b, 3)
+    for (name, pa), pb in zip(a.named_parameters(), b.parameters()):
+        if pa.ndim == 2:
+            rel = ((pb - pa).abs() / pa.abs().clamp(min=1e-30)).max()
+            assert 0 < rel < 10 * INIT_JITTER_SCALE, name
+        else:
+            assert torch.equal(pa, pb), name  # norms and biases untouched
+    assert replace(SMOKE.pretrain, init_jitter=0).hash() == SMOKE.pretrain.hash()
+    assert replace(SMOKE.pretrain, init_jitter=1).hash() != SMOKE.pretrain.hash()

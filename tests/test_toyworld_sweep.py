@@ -87,9 +87,24 @@ def test_spread_and_summary_over_hand_made_cells():
     assert s["mean_em"]["two"] == pytest.approx(0.3)
 
 
+@pytest.mark.slow
+def test_init_jitter_makes_another_base_model_and_the_table_says_which_are_identical(tmp_path):
+    proc = sr1(["toyworld", "sweep", "--profile", "smoke", "--seeds", "0", "--threads", "1", "--perturb", "0,5",
+                "--methods", "grpo", "--out", str(tmp_path / "p"), "--quiet"], tmp_path, tmp_path / "cache")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads((tmp_path / "p" / "sweep.json").read_text())
+    by_name = {c["cell"]: c for c in result["cells"]}
+    assert set(by_name) == {"w0-r0-t1", "w0-r0-t1-p5"} and by_name["w0-r0-t1-p5"]["perturb"] == 5
+    assert by_name["w0-r0-t1"]["base_model_sha256"] != by_name["w0-r0-t1-p5"]["base_model_sha256"]
+    assert result["identical_models"] == []
+
+
 def test_bad_grids_are_clear_errors(tmp_path):
     proc = sr1(["toyworld", "sweep", "--profile", "smoke", "--seeds", "0,x"], tmp_path, tmp_path / "c")
     assert proc.returncode != 0 and "comma-separated integers" in proc.stderr
     proc = sr1(["toyworld", "sweep", "--profile", "smoke", "--threads", "0", "--out", str(tmp_path / "o")],
                tmp_path, tmp_path / "c")
     assert proc.returncode != 0 and "thread counts must be >= 1" in proc.stderr
+    proc = sr1(["toyworld", "sweep", "--profile", "smoke", "--perturb", "-1", "--out", str(tmp_path / "o")],
+               tmp_path, tmp_path / "c")
+    assert proc.returncode != 0 and "jitter seeds must be >= 0" in proc.stderr

@@ -4,7 +4,7 @@ the whole pipeline (build, pretrain, PPO, GRPO, PPO without masking, evaluation)
     sr1 toyworld build --out DIR [--seed S] [--profile P]       a world folder (see sr1lib.toyworld)
     sr1 toyworld pretrain [--world DIR] [--out DIR] [--profile P] [--seed S]
     sr1 toyworld run --profile smoke|quick|full [--out DIR] [--seed S]   (sr1lib.experiments.pipeline)
-    sr1 toyworld sweep --profile P --seeds 0,1,2 [--rl-seeds 0,1] [--threads 1,2] [--out DIR]
+    sr1 toyworld sweep --profile P --seeds 0,1,2 [--rl-seeds 0,1] [--threads 1,2] [--perturb 0,1] [--out DIR]
                                                               (sr1lib.experiments.sweep)
 
 Without --out, pretrain fills the cache (.sr1-cache/toyworld/...) and reuses it when present;
@@ -55,8 +55,11 @@ def register(sub) -> None:
     w.add_argument("--seeds", type=int_list, default=[0, 1, 2], help="world and base-model seeds (default 0,1,2)")
     w.add_argument("--rl-seeds", type=int_list, default=[0], help="RL seeds (default 0)")
     w.add_argument("--threads", type=int_list, default=[2],
-                   help="torch intra-op threads for pretraining and RL, a float perturbation that stands in for "
-                        "another machine (default 2)")
+                   help="torch intra-op threads for pretraining and RL, a float perturbation where torch splits "
+                        "reductions across threads (default 2)")
+    w.add_argument("--perturb", type=int_list, default=[0],
+                   help="init-jitter seeds (0 = none): low-bit noise on the base model's initial weights, "
+                        "another stand-in for another machine (default 0)")
     w.add_argument("--methods", type=lambda s: [m for m in s.split(",") if m], default=["ppo", "grpo"],
                    help="RL methods: ppo, grpo, ppo_nomask (default ppo,grpo)")
     w.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -142,7 +145,8 @@ def run_sweep_cmd(args) -> int:
 
     out = args.out or f"runs/toyworld-sweep-{args.profile}"
     result = run_sweep(args.profile, args.seeds, out, rl_seeds=args.rl_seeds, threads=args.threads,
-                       methods=args.methods, overrides=args.overrides, device=args.device, progress=not args.quiet,
+                       perturb=args.perturb, methods=args.methods, overrides=args.overrides, device=args.device,
+                       progress=not args.quiet,
                        log=lambda line: print(line, file=sys.stderr, flush=True))
     print(sweep_table(result))
     print(f"sweep: {out}/{SWEEP}")

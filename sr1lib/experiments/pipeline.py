@@ -18,8 +18,10 @@ start and end (and `reward_rise`: the sampled training reward's mean over the la
 steps minus that over the first), and where every run and model lives.
 
 `rl_seed` (default: the world seed) seeds RL alone; `threads` sets torch's intra-op threads for
-pretraining (a separate cached base model: another reduction order changes every weight's low
-bits, the stand-in for another machine) and for RL and evaluation. `sr1 toyworld sweep`
+pretraining (a separate cached base model) and for RL and evaluation; `perturb` n > 0 pretrains
+from an init whose low bits are jittered with seed n (`PretrainConfig.init_jitter`). Both stand in
+for another machine: where a thread count changes no bit (small matrices run single-threaded
+whatever the setting), the jitter still does. `sr1 toyworld sweep`
 (`sr1lib.experiments.sweep`) runs this over a grid of both.
 Everything resumes: cached stages are reused, finished runs are reused, unfinished ones resume
 from their last checkpoint, and evaluation resumes from its predictions files. The RL sizes are
@@ -112,7 +114,7 @@ class Stages:
 
 
 def toyworld_pipeline(profile: str = "quick", seed: int = 0, out: str | Path = "", *, rl_seed: int | None = None,
-                      threads: int | None = None, methods: tuple[str, ...] = tuple(RL_STAGES),
+                      threads: int | None = None, perturb: int = 0, methods: tuple[str, ...] = tuple(RL_STAGES),
                       overrides: Sequence[str] = (), device: str = "cpu", progress: bool = True,
                       log: Callable[[str], None] = print) -> dict[str, Any]:
     """Build, pretrain, train the RL `methods` (default PPO, GRPO, PPO without masking), evaluate;
@@ -130,7 +132,8 @@ def toyworld_pipeline(profile: str = "quick", seed: int = 0, out: str | Path = "
     if unknown:
         raise Sr1Error(f"RL methods {unknown}: valid methods are {list(RL_STAGES)}")
     rl_seed = seed if rl_seed is None else rl_seed
-    toy = with_overrides(profile, threads=threads) if threads else get_profile(profile)
+    pretrain_fields = {**({"threads": threads} if threads else {}), **({"init_jitter": perturb} if perturb else {})}
+    toy = with_overrides(profile, **pretrain_fields) if pretrain_fields else get_profile(profile)
     out = Path(out or f"runs/toyworld-{profile}-s{seed}").resolve()
     out.mkdir(parents=True, exist_ok=True)
     sizes = train_sizes(profile)
@@ -164,7 +167,7 @@ def toyworld_pipeline(profile: str = "quick", seed: int = 0, out: str | Path = "
     em = {m: hop_means(method_cells(results, m), "em") for m in METHODS}
     searches = {m: hop_means(method_cells(results, m), "mean_searches") for m in METHODS}
     summary = {
-        "format": "sr1-toyworld-run", "profile": profile, "seed": seed, "rl_seed": rl_seed, "threads": threads,
+        "format": "sr1-toyworld-run", "profile": profile, "seed": seed, "rl_seed": rl_seed, "threads": threads, "perturb": perturb,
         "overrides": list(overrides), "out": str(out),
         "em": em,
         "searches_per_question": {m: v["all"] for m, v in searches.items()},

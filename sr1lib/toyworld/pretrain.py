@@ -51,7 +51,10 @@ class ModelConfig:
     max_position_embeddings: int = 1024
 
 
-_LATER_FIELDS = ("decay_steps", "late_mix", "previous_token_heads")
+_LATER_FIELDS = ("decay_steps", "late_mix", "previous_token_heads", "init_jitter")
+# Relative size of `init_jitter`'s perturbation: a few float32 ulps, the size by which two CPUs'
+# kernels (vector width, reduction order) disagree after one step.
+INIT_JITTER_SCALE = 1e-6
 
 
 @dataclass(frozen=True)
@@ -92,6 +95,9 @@ class PretrainConfig:
     init_std: float | None = None  # std of the weight matrices at init (None: the HF default, 0.02)
     # heads of layer 0 that start out attending to the previous token (init_previous_token_heads)
     previous_token_heads: int = 0
+    # 0: none; n > 0: every weight matrix at init is scaled by 1 + INIT_JITTER_SCALE * N(0, 1) drawn
+    # from seed n, a stand-in for another machine where thread counts change no bit (`sr1 toyworld sweep`)
+    init_jitter: int = 0
 
     def __post_init__(self) -> None:
         if not 0 <= self.decay_steps <= self.steps:
@@ -243,6 +249,16 @@ def reinit(model: Any, std: float, seed: int) -> None:
                 p.copy_(torch.randn(p.shape, generator=g) * std)
 
 
+def jitter(model: Any, seed: int, scale: float = INIT_JITTER_SCALE) -> None:
+    """Scale every weight matrix by 1 + scale * N(0, 1), elementwise and seeded: the low bits change,
+    nothing a reader of the weights would see, and training's chaos then makes a different model."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.ndim == 2:
+                p.mul_(1 + scale * torch.randn(p.shape, generator=g))
+
+
 # Size of the planted query and key biases per frequency pair. With 32-dim heads the previous token
 # then outscores its neighbours by ~0.12 * 7**2 ≈ 6 logits before content adds its noise, so the
 # head attends ~0.5-1.0 to the previous token at step 0 (a pattern training is free to change).
@@ -346,6 +362,8 @@ def pretrain(seed: int, cfg: PretrainConfig, out: str | Path, *, forbidden: set[
         if cfg.init_std is not None:
             reinit(model, cfg.init_std, seed)
         init_previous_token_heads(model, cfg.previous_token_heads)
+        if cfg.init_jitter:
+            jitter(model, cfg.init_jitter)
         t1 = time.perf_counter()
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
