@@ -48,6 +48,7 @@ def test_every_cell_of_the_grid_is_run_and_summarised(swept):
         assert result["summary"][m]["em_all"]["n"] == 4
     # the printed table has a row per method and min / median / max cells
     assert "| grpo |" in proc.stdout and " / " in proc.stdout
+    assert all(f"| {c['cell']} |" in proc.stdout for c in result["cells"])  # and a row per cell
     # each thread count trains its own base model, both in the cache
     models = {Path(c["out"]).name: json.loads((Path(c["out"]) / "summary.json").read_text())["base_model"]
               for c in result["cells"]}

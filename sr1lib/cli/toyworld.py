@@ -141,7 +141,7 @@ def int_list(text: str) -> list[int]:
 def run_sweep_cmd(args) -> int:
     import sys
 
-    from sr1lib.experiments.sweep import SWEEP, run_sweep, sweep_table
+    from sr1lib.experiments.sweep import SWEEP, cells_table, run_sweep, sweep_table
 
     out = args.out or f"runs/toyworld-sweep-{args.profile}"
     result = run_sweep(args.profile, args.seeds, out, rl_seeds=args.rl_seeds, threads=args.threads,
@@ -149,5 +149,7 @@ def run_sweep_cmd(args) -> int:
                        progress=not args.quiet,
                        log=lambda line: print(line, file=sys.stderr, flush=True))
     print(sweep_table(result))
+    print()
+    print(cells_table(result))
     print(f"sweep: {out}/{SWEEP}")
     return 0

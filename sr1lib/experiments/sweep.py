@@ -138,6 +138,22 @@ def sweep_table(result: dict[str, Any]) -> str:
     return "\n".join([title, "", *lines, *([""] + same if same else [])])
 
 
+def cells_table(result: dict[str, Any]) -> str:
+    """Markdown: one row per cell, greedy test EM (all / two-hop) and the training-reward rise per method."""
+    methods = result["grid"]["methods"]
+    head = ["cell", "base EM", "RAG EM", *(f"{m} EM (two-hop)" for m in methods), *(f"{m} reward rise" for m in methods),
+            "pretrain s"]
+    lines = ["| " + " | ".join(head) + " |", "|---" + "|---:" * (len(head) - 1) + "|"]
+    f = lambda x: "-" if x is None else f"{x:.3f}"  # noqa: E731
+    for c in result["cells"]:
+        row = [c["cell"], f(c["em"]["base"]["all"]), f(c["em"]["rag"]["all"]),
+               *(f"{f(c['em'][m]['all'])} ({f(c['em'][m]['two'])})" for m in methods),
+               *(f(c["reward_rise"][m]["rise"]) for m in methods),
+               f"{c['stage_seconds']['pretrain']:.0f}" if c["stage_status"]["pretrain"] == "built" else "cached"]
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
 def run_sweep(profile: str, seeds: Sequence[int], out: str | Path, *, rl_seeds: Sequence[int] = (0,),
               threads: Sequence[int] = (2,), perturb: Sequence[int] = (0,), methods: Sequence[str] = ("ppo", "grpo"), overrides: Sequence[str] = (),
               device: str = "cpu", progress: bool = True, log: Callable[[str], None] = print) -> dict[str, Any]:

@@ -35,28 +35,12 @@ class Profile:
     note: str = ""
 
 
-# Both base models are 128 wide with 4 layers and 4 heads (128 trains about twice as fast per token
-# as 192 on CPU; for copying names, optimizer steps and copy drills mattered more than width).
-# Copying arrives as a phase change that needs the learning rate still high (probe.copy_accuracy,
-# teacher-forced whole-name accuracy on the evaluation world: 0.08 / 0.49 / 0.74 after 1000 / 1500 /
-# 2000 steps of full's cosine; a 1500-step cosine ended at 0.045). Full numbers: docs/BENCHMARKS.md,
-# "How the base models were chosen".
-#
-# full: 384-wide MLP, cosine over 4000 steps (686 s); copies names 0.60 / answers 0.72. Its RL learns
-#   the second, bridge-entity search (two-hop EM 0.09 PPO / 0.33 GRPO after 80 steps).
-# quick: 192-wide MLP (25% faster per step) and one head of layer 0 planted to attend to the previous
-#   token (`previous_token_heads`, pretrain.init_previous_token_heads), which brings copying ~600
-#   steps sooner; the peak lr held to step 1400 and decayed over the last 800 (2200 steps, ~330 s);
-#   copies 0.84 / 0.93. Without the planted head it took 2800 steps (423 s) for the same copying.
-#   Which first turn a model prefers is set in the decay steps (`late_mix`): the base model must guess
-#   when greedy yet search when sampled (RL can only amplify a behaviour it samples). With DemoMix's
-#   default throughout (55% guessing) greedy decoding already searched (test EM 0.31), leaving quick's
-#   RL +0.04-0.08; GUESSING_MIX (65%, few two-hop shortcuts) guesses greedily and samples searches on
-#   44% / 38% of single / two-hop questions; 60-62% searched greedily, 70% sampled too few searches
-#   for PPO to leave 0. A 600-step decay (2000 steps) sampled searches on only 25%, and RL earned
-#   almost no reward.
-#   In 80 steps neither quick base model taught full's RL the second search (two-hop EM 0 for PPO
-#   and GRPO), so full keeps the slower model.
+# Both base models are 128 wide with 4 layers and 4 heads. Copying names arrives as a phase change
+# that needs the learning rate still high, so quick holds its peak lr to step 2,400 of 3,400 and
+# decays over the last 1,000 on the guess-heavy mix (the base model must guess when greedy yet
+# search when sampled: RL can only amplify a behaviour it samples); one head of layer 0 is planted to
+# attend to the previous token (pretrain.init_previous_token_heads). How both recipes were chosen,
+# and what shorter ones did: docs/LOG.md and docs/BENCHMARKS.md.
 FULL_MODEL = ModelConfig(hidden_size=128, num_layers=4, num_heads=4, intermediate_size=384)
 QUICK_MODEL = ModelConfig(hidden_size=128, num_layers=4, num_heads=4, intermediate_size=192)
 GUESSING_MIX = DemoMix(  # DemoMix's default with 65% guessing and two-hop shortcuts mostly turned into good episodes
@@ -75,7 +59,7 @@ def _profiles() -> dict[str, Profile]:
                              questions={"train": 400, "validation": 60, "test": 160})
     full_pretrain = PretrainConfig(worlds=6, world=full_world, model=FULL_MODEL, steps=4000, batch_tokens=2048,
                                    max_len=512, lr=3e-3, drills=10000, init_std=0.06)
-    quick_pretrain = replace(full_pretrain, model=QUICK_MODEL, steps=2200, decay_steps=800, late_mix=GUESSING_MIX,
+    quick_pretrain = replace(full_pretrain, model=QUICK_MODEL, steps=3400, decay_steps=1000, late_mix=GUESSING_MIX,
                              previous_token_heads=1)
     return {
         "smoke": Profile("smoke", smoke_world, PretrainConfig(
