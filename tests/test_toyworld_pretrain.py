@@ -261,11 +261,11 @@ def test_later_fields_change_the_hash_only_when_used():
 
     cfg = get_profile("smoke").pretrain
     fields = cfg.to_json()
-    del fields["decay_steps"], fields["late_mix"], fields["previous_token_heads"]
+    del fields["decay_steps"], fields["late_mix"], fields["previous_token_heads"], fields["init_jitter"]
     before_the_fields = hashlib.sha256(json.dumps({"version": PRETRAIN_VERSION, "template": TEMPLATE_VERSION, **fields},
                                                   sort_keys=True)
                                        .encode()).hexdigest()[:12]
-    assert cfg.decay_steps == 0 and cfg.late_mix is None and cfg.previous_token_heads == 0
+    assert cfg.decay_steps == 0 and cfg.late_mix is None and cfg.previous_token_heads == 0 and cfg.init_jitter == 0
     assert cfg.hash() == before_the_fields  # existing caches stay valid
     assert replace(cfg, decay_steps=8).hash() != cfg.hash()
     late = replace(cfg, decay_steps=8, late_mix=DemoMix(single={"guess": 1.0}))

@@ -27,12 +27,8 @@ NOTEBOOKS = ("00_quickstart", "01_retrieval", "02_train", "03_ablation_rl_method
 # (two GRPO groups per forward pass, each trimmed to its longest row) gives the same gradient as
 # one pass over the batch with less padding: quick's RL steps took 2.7 s instead of 3.5 (GRPO) and
 # 3.5 instead of 4.6 (PPO) on 2 cores; 5 and 20 were slower than 10.
-# quick runs 24 steps: every method's greedy validation EM reached its plateau by step 16 of 40 from
-# the 2,800-step base model (test EM PPO 0.31 / GRPO 0.34 after 24 steps, 0.37 / 0.37 after 40), and
-# by step 6-12 from today's 2,200-step one (test EM after 24 steps: PPO 0.16 / GRPO 0.24; the base
-# model: 0). The quick pipeline then takes ~9.5 minutes of its ~12 and a fresh `make demo` ~12 of its
-# 15 (docs/BENCHMARKS.md). A finished run continues to more steps with
-# `sr1 train --config RUN/config.json --resume --set train.steps=N`.
+# quick runs 24 steps: its greedy validation EM is at its plateau by step 6-12 (docs/BENCHMARKS.md).
+# A finished run continues to more steps with `sr1 train --config RUN/config.json --resume --set train.steps=N`.
 TRAIN: dict[str, dict[str, Any]] = {
     "smoke": dict(steps=2, batch_size=2, group_size=2, lr=1e-4, kl_coef=0.001, max_turns=1, max_new_tokens=24,
                   max_response_tokens=96, topk=2, val_every=2, val_limit=2, log_rollouts=4, micro_batch_size=0),
