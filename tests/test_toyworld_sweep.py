@@ -1,25 +1,17 @@
 """`sr1 toyworld sweep --profile smoke`: the grid's cells, the summary's keys, determinism per
-cell (the same cell in a fresh folder gives the same numbers) and a thread count that perturbs."""
+cell (the same cell in a fresh folder gives the same numbers) and an init jitter that perturbs."""
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from sr1lib.experiments.sweep import STATS, spread, summarise
+from test_toyworld_run import sr1  # the CLI in a subprocess with its own cache
 
 GRID = ["--seeds", "0", "--rl-seeds", "0,1", "--threads", "1,2"]
-
-
-def sr1(args: list[str], cwd: Path, cache: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "SR1_CACHE": str(cache)}
-    return subprocess.run([sys.executable, "-m", "sr1lib", *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=600)
 
 
 @pytest.fixture(scope="module")
