@@ -35,14 +35,13 @@ class Profile:
     note: str = ""
 
 
-# Both base models are 128 wide with 4 layers and 4 heads. Copying names arrives as a phase change
-# that needs the learning rate still high, so quick holds its peak lr to step 2,400 of 3,400 and
-# decays over the last 1,000 on the guess-heavy mix (the base model must guess when greedy yet
-# search when sampled: RL can only amplify a behaviour it samples); one head of layer 0 is planted to
-# attend to the previous token (pretrain.init_previous_token_heads). How both recipes were chosen,
-# and what shorter ones did: docs/LOG.md and docs/BENCHMARKS.md.
-FULL_MODEL = ModelConfig(hidden_size=128, num_layers=4, num_heads=4, intermediate_size=384)
-QUICK_MODEL = ModelConfig(hidden_size=128, num_layers=4, num_heads=4, intermediate_size=192)
+# One base model serves quick and full (they differ in RL length and evaluation size): 128 wide, 4
+# layers, 4 heads. Copying names arrives as a phase change that needs the learning rate still high,
+# so pretraining holds its peak lr to step 2,400 of 3,400 and decays over the last 1,000 on the
+# guess-heavy mix (the base model must guess when greedy yet search when sampled: RL can only
+# amplify a behaviour it samples); one head of layer 0 is planted to attend to the previous token
+# (pretrain.init_previous_token_heads). How the recipe was chosen: docs/LOG.md.
+BASE_MODEL = ModelConfig(hidden_size=128, num_layers=4, num_heads=4, intermediate_size=192)
 GUESSING_MIX = DemoMix(  # DemoMix's default with 65% guessing and two-hop shortcuts mostly turned into good episodes
     single={"guess": 0.65, "good": 0.2333, "poor_query": 0.0388, "wrong_copy": 0.0234, "bad_format": 0.0234,
             "verbose": 0.0311},
@@ -57,20 +56,18 @@ def _profiles() -> dict[str, Profile]:
     full_kb = KBSize(countries=10, cities=30, rivers=10, universities=12, people=120, companies=60)
     full_world = WorldConfig(kb=full_kb, train_kb=full_kb, events=30,
                              questions={"train": 400, "validation": 60, "test": 160})
-    full_pretrain = PretrainConfig(worlds=6, world=full_world, model=FULL_MODEL, steps=4000, batch_tokens=2048,
-                                   max_len=512, lr=3e-3, drills=10000, init_std=0.06)
-    quick_pretrain = replace(full_pretrain, model=QUICK_MODEL, steps=3400, decay_steps=1000, late_mix=GUESSING_MIX,
-                             previous_token_heads=1)
+    base_pretrain = PretrainConfig(worlds=6, world=full_world, model=BASE_MODEL, steps=3400, decay_steps=1000,
+                                   batch_tokens=2048, max_len=512, lr=3e-3, drills=10000, init_std=0.06,
+                                   late_mix=GUESSING_MIX, previous_token_heads=1)
     return {
         "smoke": Profile("smoke", smoke_world, PretrainConfig(
             worlds=2, world=smoke_world, tokenizer_worlds=4, tokenizer_demos=50,
             model=ModelConfig(vocab_size=600, hidden_size=64, num_layers=2, num_heads=2, intermediate_size=128),
             steps=12, batch_tokens=4096, warmup_steps=3, threads=1, drills=20, init_std=0.06),
             "seconds; structure only, the model learns little"),
-        # quick shares full's world and test questions; its base model is the faster one (see above)
-        "quick": Profile("quick", full_world, quick_pretrain,
-                         "the main job's profile: full's world, a faster base model, shorter RL"),
-        "full": Profile("full", full_world, full_pretrain, "about 27 minutes for the whole pipeline"),
+        # quick and full share the world, its test questions and the base model; full's RL is longer
+        "quick": Profile("quick", full_world, base_pretrain, "the main job's profile: 24 RL steps"),
+        "full": Profile("full", full_world, base_pretrain, "80 RL steps and 60 validation questions"),
     }
 
 

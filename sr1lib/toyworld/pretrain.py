@@ -70,7 +70,7 @@ class PretrainConfig:
     # demonstrations of the last `decay_steps` steps (None: `mix` throughout). Copying forms while the
     # lr is high and is learned from every kind of demonstration; the decay phase sets which first
     # turn the model prefers, so a guess-heavy late mix gives a reader that copies well yet guesses
-    # greedily (see cache.QUICK_MODEL).
+    # greedily (see cache.BASE_MODEL).
     late_mix: DemoMix | None = None
     model: ModelConfig = field(default_factory=ModelConfig)
     steps: int = 300
@@ -79,7 +79,7 @@ class PretrainConfig:
     lr: float = 2e-3
     warmup_steps: int = 30
     # 0: cosine decay over all steps after warm-up; n > 0: hold the peak lr, then cosine over the last
-    # n steps (warmup-stable-decay; copying only forms while the lr is high, see cache.QUICK_MODEL)
+    # n steps (warmup-stable-decay; copying only forms while the lr is high, see cache.BASE_MODEL)
     decay_steps: int = 0
     min_lr_ratio: float = 0.1
     weight_decay: float = 0.01
