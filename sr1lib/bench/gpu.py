@@ -67,11 +67,13 @@ def register(sub) -> None:
     p.add_argument("--topk", type=int, default=3, help="passages per search")
     p.add_argument("--max-obs-tokens", type=int, default=256, help="token budget of one <information> block")
     p.add_argument("--doc-passages", type=int, default=6, help="toy-world passages joined into one document")
-    p.add_argument("--mini-batches", type=int, default=2, help="optimizer steps per training step (>= 2: old log-probs run)")
+    p.add_argument("--mini-batches", type=int, default=2,
+                   help="optimizer steps per training step (>= 2: the old-log-prob pass runs)")
     p.add_argument("--micro-batch", type=int, default=4, help="rows per forward pass (gradients accumulated)")
     p.add_argument("--warmup", type=int, default=1, help="untimed steps per run")
     p.add_argument("--steps", type=int, default=3, help="timed steps per run (medians reported)")
-    p.add_argument("--probe-max", type=int, default=256, help="largest micro-batch the memory probe tries (0 = no probe)")
+    p.add_argument("--probe-max", type=int, default=256,
+                   help="largest micro-batch the memory probe tries (0 = no probe)")
     p.add_argument("--baseline-reps", type=int, default=3, help="timed calls per generate-baseline variant (0 = none)")
     p.add_argument("--peak-tflops", type=float, default=None, help="dense bf16 peak for MFU (default: known GPUs)")
     p.add_argument("--out", default=None, help="also write the JSON object to this file")
@@ -92,7 +94,8 @@ def check_args(args: Any) -> tuple[list[str], list[str]]:
     """(shapes, algorithms), after checking the numbers that must be positive or divide."""
     from sr1lib.errors import Sr1Error
 
-    for flag in ("questions", "group", "max_new_tokens", "topk", "doc_passages", "mini_batches", "micro_batch", "steps"):
+    positive = ("questions", "group", "max_new_tokens", "topk", "doc_passages", "mini_batches", "micro_batch", "steps")
+    for flag in positive:
         if getattr(args, flag) < 1:
             raise Sr1Error(f"--{flag.replace('_', '-')} must be >= 1, got {getattr(args, flag)}")
     for flag in ("searches", "warmup", "probe_max", "baseline_reps"):
@@ -132,12 +135,18 @@ def step_row(m: dict[str, Any], trajs: list[Any], decode: Any, trainer: Any) -> 
     return {**row, "decode_s": decode.seconds, "decoded_tokens": decode.tokens, "generate_calls": decode.calls,
             "trajectories": len(trajs), "model_tokens": sum(tr.n_model_tokens for tr in trajs),
             "searches": sum(tr.n_searches for tr in trajs), "sequence_tokens": m["tokens"],
-            "update_tokens": sum(forward_tokens(trajs[sl], t.micro_batch_size) for sl in micro_slices(len(trajs), mini)),
+            "update_tokens": sum(forward_tokens(trajs[sl], t.micro_batch_size)
+                                 for sl in micro_slices(len(trajs), mini)),
             "logprob_pass_tokens": forward_tokens(trajs, t.micro_batch_size)}
 
 
+def _median_rate(rows: list[dict[str, float]], work: str, seconds: str, scale: float = 1.0) -> float:
+    """Median over steps of scale x row[work] / row[seconds]."""
+    return statistics.median(scale * r[work] / r[seconds] for r in rows)
+
+
 def figures(rows: list[dict[str, float]], trainer: Any, peak_tflops: float | None) -> dict[str, Any]:
-    """Medians of the per-step rates, MFU against `peak_tflops`, and the median step's split."""
+    """Medians of the per-step rates, MFU against `peak_tflops` (None without one), the median step's split."""
     from sr1lib.train.models import micro_slices
 
     t = trainer.cfg.train
@@ -146,22 +155,25 @@ def figures(rows: list[dict[str, float]], trainer: Any, peak_tflops: float | Non
     old_pass = t.ppo_epochs > 1 or len(micro_slices(int(rows[0]["trajectories"]), t.mini_batch_size)) > 1
     # parameters run per no-grad token: old policy, reference, critic values (as Trainer.step runs them)
     lp_params = n_policy * (int(old_pass) + int(trainer.need_ref)) + n_critic
-    med = lambda key: statistics.median(key(r) for r in rows)  # noqa: E731
-    peak = (peak_tflops or 0) * 1e12
-    mfu = lambda n, tok, s: round(med(lambda r: n * r[tok] / r[s]) / peak, 4) if peak else None  # noqa: E731
+
+    def mfu(flops_per_token: float, work: str, seconds: str) -> float | None:
+        if not peak_tflops or not flops_per_token:
+            return None
+        return round(_median_rate(rows, work, seconds, flops_per_token) / (peak_tflops * 1e12), 4)
+
     median_step = sorted(rows, key=lambda r: r["step_s"])[(len(rows) - 1) // 2]
-    out = {
-        "params": n_policy, "critic_params": n_critic or None, "step_s": round(med(lambda r: r["step_s"]), 4),
+    return {
+        "params": n_policy, "critic_params": n_critic or None,
+        "step_s": round(statistics.median(r["step_s"] for r in rows), 4),
         "split": {k: round(median_step[k], 4) for k in PHASES}, "split_step_s": round(median_step["step_s"], 4),
-        "generate_tokens_per_s": round(med(lambda r: r["decoded_tokens"] / r["decode_s"]), 1),
-        "update_tokens_per_s": round(med(lambda r: r["update_tokens"] / r["update_s"]), 1),
+        "generate_tokens_per_s": round(_median_rate(rows, "decoded_tokens", "decode_s"), 1),
+        "update_tokens_per_s": round(_median_rate(rows, "update_tokens", "update_s"), 1),
         "update_mfu": mfu(6 * n_policy, "update_tokens", "update_s"),
         "logprobs_mfu": mfu(2 * lp_params, "logprob_pass_tokens", "logprobs_s"),
-        "critic_mfu": mfu(6 * n_critic, "update_tokens", "critic_s") if n_critic else None,
+        "critic_mfu": mfu(6 * n_critic, "update_tokens", "critic_s"),
         "old_logprob_pass": old_pass,
+        "steps": [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()} for r in rows],
     }
-    out["steps"] = [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()} for r in rows]
-    return out
 
 
 def run_algo(model: Path, algo: str, args: Any, device: Any, retriever: Any, records: list[Any],
@@ -189,7 +201,8 @@ def run_algo(model: Path, algo: str, args: Any, device: Any, retriever: Any, rec
         if i >= args.warmup:
             rows.append(step_row(m, trajs, decode, trainer))
     out = figures(rows, trainer, peak_tflops)
-    out["peak_memory_gib"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 2) if device.type == "cuda" else None
+    cuda = device.type == "cuda"
+    out["peak_memory_gib"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 2) if cuda else None
     if baseline and decode.first is not None:
         out["generate_baseline"] = generate_baseline(trainer, hf, str(model), *decode.first, args.baseline_reps)
     if args.probe_max:
