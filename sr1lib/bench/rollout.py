@@ -236,6 +236,9 @@ class SearchingPolicy:
         self.scripted = ScriptedGenerator(model.tokenizer, fn=self._output)
         self._budget = 64
 
+    def update_weights(self, model: Any) -> None:  # a trainer's generator after each update
+        self.model.update_weights(model)
+
     def generate(self, prompts: Any, params: Any) -> Any:
         self.model.generate(prompts, params)  # the cost of a real model's decode; its text is not used
         self._budget = params.max_new_tokens

@@ -34,8 +34,9 @@ SHAPES: dict[str, dict[str, int]] = {
     "qwen2.5-1.5b": dict(hidden_size=1536, num_hidden_layers=28, num_attention_heads=12, num_key_value_heads=2,
                          intermediate_size=8960, vocab_size=151936),
 }
-# dense bf16 peak of the accelerator, for MFU (NVIDIA's datasheets: H100/H200 SXM 989 TFLOP/s)
-PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}
+# Dense (no sparsity) bf16 peak TFLOP/s by a part of `torch.cuda.get_device_name()`, for MFU; the
+# longest matching key wins (NVIDIA's datasheets: H100/H200 SXM 989, H100 NVL 835, H100 PCIe 756).
+PEAK_TFLOPS = {"H100": 989.0, "H100 NVL": 835.0, "H100 PCIe": 756.0, "H200": 989.0, "A100": 312.0}
 
 QUESTIONS = ["who wrote the novel about the longest river", "what is the capital of the mountain country",
              "when was the first moon landing", "which ocean is the deepest", "who was born in 1969",
@@ -70,14 +71,17 @@ def reward_text(response: str) -> float:
     return float(len(response.split()) % 2 == 0)
 
 
-def build_model(out: Path, hidden: int, layers: int, shape: str = "tiny", device: str = "cpu") -> Path:
+def build_model(out: Path, hidden: int, layers: int, shape: str = "tiny", device: str = "cpu",
+                texts: list[str] | None = None) -> Path:
+    """A random-weight Qwen2 (tiny, or one of SHAPES) with a BPE tokenizer trained on `texts`
+    (default: this benchmark's no-search prompts and answers), saved to `out`."""
     import torch
 
     from sr1lib.models import build_tiny_model, save_model, train_tokenizer
     from sr1lib.protocol import build_prompt
 
-    texts = [build_prompt(q, mode="no_search") + " <think> maybe </think> <answer> nile </answer>"
-             for q in QUESTIONS] * 40
+    texts = texts or [build_prompt(q, mode="no_search") + " <think> maybe </think> <answer> nile </answer>"
+                      for q in QUESTIONS] * 40
     # Tags split into pieces (as in real Qwen tokenizers): a random model then almost never samples a
     # stop string by chance, so both sides generate the same number of tokens.
     tok = train_tokenizer(texts, vocab_size=2000, atomic_tags=False)
@@ -92,6 +96,28 @@ def build_model(out: Path, hidden: int, layers: int, shape: str = "tiny", device
         model = Qwen2ForCausalLM(cfg)
     model.generation_config.eos_token_id, model.generation_config.pad_token_id = tok.eos_token_id, tok.pad_token_id
     return save_model(model, tok, out)
+
+
+def forward_tokens(trajectories: list[Any], micro_batch_size: int = 0) -> int:
+    """Tokens a prefix-shared forward pass runs over `trajectories` in micro-batches of
+    `micro_batch_size` rows (0 = one): each distinct prompt once per micro-batch, every response token."""
+    from sr1lib.train.models import micro_slices
+
+    total = 0
+    for sl in micro_slices(len(trajectories), micro_batch_size):
+        rows = trajectories[sl]
+        total += sum(len(p) for p in {t.prompt_ids for t in rows}) + sum(t.n_response_tokens for t in rows)
+    return total
+
+
+def peak_tflops_for(device_name: str, override: float | None = None) -> tuple[float | None, str]:
+    """(dense bf16 peak TFLOP/s, where it comes from) for a device name; (None, ...) when unknown."""
+    if override:
+        return override, "--peak-tflops"
+    keys = sorted((k for k in PEAK_TFLOPS if k in device_name), key=len)
+    if not keys:
+        return None, f"unknown for {device_name!r}: pass --peak-tflops"
+    return PEAK_TFLOPS[keys[-1]], f"datasheet dense bf16 of {keys[-1]} (sr1lib.bench.train.PEAK_TFLOPS)"
 
 
 def _median_phases(rows: list[dict[str, float]]) -> dict[str, float]:
@@ -119,8 +145,7 @@ def sr1_stepper(model: Path, args: Any, device: str) -> Any:
         counter[0] += 1
         m, trajs = trainer.step(counter[0], records)
         # tokens the update's forward pass actually runs: each distinct prompt once (prefix sharing)
-        prompts = {t.prompt_ids for t in trajs}
-        run_tokens = sum(len(p) for p in prompts) + sum(t.n_response_tokens for t in trajs)
+        run_tokens = forward_tokens(trajs)
         return {"step_s": m["step_s"], "generate_s": m["generate_s"], "logprobs_s": m["logprob_s"],
                 "update_s": m["step_s"] - m["generate_s"] - m["logprob_s"], "update_only_s": m["update_s"],
                 "completion_tokens": sum(t.n_model_tokens for t in trajs) / len(trajs),
@@ -220,7 +245,7 @@ def hardware_figures(ours: dict[str, float], trainer: Any, device: str, peak_tfl
     }
     if device.startswith("cuda"):
         name = torch.cuda.get_device_name(0)
-        peak_tflops = peak_tflops or next((v for k, v in PEAK_TFLOPS.items() if k in name), None)
+        peak_tflops = peak_tflops_for(name, peak_tflops)[0]
         out["gpu"] = name
         out["peak_memory_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
     if peak_tflops:

@@ -24,6 +24,17 @@ from sr1lib.errors import Sr1Error
 from sr1lib.generators import Generation, Generator, SamplingParams, eos_token_ids, finish_generation
 
 
+def left_pad(prompts: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(input_ids, attention_mask), both [B, widest prompt]: every row's last token in the last column."""
+    width = max(len(p) for p in prompts)
+    input_ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(prompts), width), dtype=torch.long)
+    for row, p in enumerate(prompts):
+        input_ids[row, width - len(p):] = torch.tensor(list(p), dtype=torch.long)
+        attention_mask[row, width - len(p):] = 1
+    return input_ids, attention_mask
+
+
 class _LogprobRecorder:
     """A logits processor (placed after the warpers) recording log p(sampled token) per step.
 
@@ -101,12 +112,8 @@ class HFGenerator(Generator):
         from transformers import GenerationConfig, LogitsProcessorList, TemperatureLogitsWarper, TopPLogitsWarper
 
         device = next(self.model.parameters()).device
-        width = max(len(p) for p in prompts)
-        input_ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)
-        attention_mask = torch.zeros((len(prompts), width), dtype=torch.long)
-        for row, p in enumerate(prompts):
-            input_ids[row, width - len(p):] = torch.tensor(list(p), dtype=torch.long)
-            attention_mask[row, width - len(p):] = 1
+        input_ids, attention_mask = left_pad(prompts, self.pad_id)
+        width = input_ids.shape[1]
 
         # Unset fields would be filled from the checkpoint's and transformers' defaults (top_k=50),
         # so every field that shapes the distribution is set explicitly.
