@@ -141,3 +141,17 @@ def test_verl_dataset_class_loads_the_exported_parquet(tmp_path, tiny_model_dir)
     row = ds[0]
     assert row["agent_name"] == "sr1_search" and row["question"] == QUESTIONS[0][1]
     assert row["raw_prompt"][0]["content"].endswith("Question: What is the capital of France?\n")
+
+
+def test_cli_export_prints_the_overrides_and_the_unmapped_fields(tmp_path, capsys):
+    from sr1lib.cli import main
+
+    cfg_path = tmp_path / "run.yaml"
+    cfgmod.save(run_config(tmp_path), cfg_path)
+    rc = main(["export", "verl", "--config", str(cfg_path), "--set", "algorithm.name=ppo", "--out", str(tmp_path / "x")])
+    out = capsys.readouterr().out
+    assert rc == 0 and "algorithm.adv_estimator=gae" in out and "train.prefix_sharing:" in out
+    assert cfgmod.load(tmp_path / "x" / "sr1_config.yaml").algorithm.name == "ppo"
+    # a config whose mini-batch verl cannot express fails naming both fields
+    rc = main(["export", "verl", "--config", str(cfg_path), "--set", "train.mini_batch_size=3", "--out", str(tmp_path / "y")])
+    assert rc == 2 and "train.mini_batch_size=3" in capsys.readouterr().err

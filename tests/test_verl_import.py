@@ -125,3 +125,14 @@ def test_import_refuses_a_folder_without_verl_output(tmp_path):
 
     with pytest.raises(Sr1Error, match="no verl metrics log"):
         vi.import_verl(tmp_path, tmp_path / "run")
+
+
+def test_cli_import(tmp_path, tiny_model_dir, retriever, capsys, monkeypatch):
+    from sr1lib.cli import main
+
+    tok = load_tokenizer(tiny_model_dir)
+    write_verl_run(tmp_path, tok, trajectories(tok, retriever), capsys, monkeypatch)
+    assert main(["import", "verl", "--from", str(tmp_path), "--out", str(tmp_path / "run")]) == 0
+    out = capsys.readouterr().out
+    assert "6 trajectories" in out and "searches_mean" in out
+    assert main(["import", "verl", "--from", str(tmp_path), "--out", str(tmp_path / "run")]) == 2  # never overwrites
