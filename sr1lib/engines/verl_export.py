@@ -27,8 +27,8 @@ ROOT = "${HERE}"  # the export folder, as the launch script resolves it
 # sr1 advantage estimator -> verl algorithm.adv_estimator (and what differs)
 ESTIMATORS = {
     "ppo": ("gae", ""),
-    "grpo": ("grpo", "verl's GRPO gives an all-equal group zero advantage, as sr1 does; check "
-                     "norm_adv_by_std_in_grpo for the std"),
+    "grpo": ("grpo", "a group of one gets its raw score in verl, 0 in sr1; all-equal groups get 0 in both "
+                     "with 0/1 rewards, rounding noise / 1e-6 in verl with other rewards"),
     "rloo": ("rloo", ""),
     "reinforce": ("reinforce_plus_plus", "approximate: verl whitens advantages over the batch; sr1's "
                                          "reinforce subtracts the batch mean only"),
@@ -175,6 +175,8 @@ def _wiring(cfg: RunConfig, root: str, has_val: bool) -> list[Override]:
         Override("data.shuffle", cfg.data.shuffle, "data.shuffle"),
         Override("data.seed", cfg.seed, "seed"),
         Override("data.return_raw_chat", True, ""),
+        # drops questions whose prompt alone exceeds the context budget (the loop would refuse them)
+        Override("data.filter_overlong_prompts", True, ""),
         Override(f"{rr}.name", "vllm", ""),
         Override(f"{rr}.mode", "async", ""),
         Override(f"{rr}.calculate_log_probs", True, ""),
