@@ -148,6 +148,8 @@ class Sr1Episode:
         self.with_logprobs = True
 
     async def run(self, sampling_params: dict[str, Any], row: dict[str, Any]) -> Trajectory:
+        self.generate_s = self.retrieve_s = 0.0  # this run's timings (verl builds one loop per sample)
+        self.with_logprobs = True
         record = record_of(row)
         request_id = uuid.uuid4().hex  # one id for every turn: sticky routing, prefix-cache reuse
         ep = self.rules.start(record, request_id, str(plain(row.get("uid", record.id))),
