@@ -188,3 +188,33 @@ def test_episode_driver_matches_a_batched_rollout_of_one(policy, retriever):
         (ref,) = rollout([record], gen, retriever, cfg, seed=SEED, step=0, group_size=1).trajectories
         assert [s.token_ids for s in mine.segments] == [s.token_ids for s in ref.segments]
         assert (mine.extra["end"], mine.n_invalid, mine.truncated) == (ref.extra["end"], ref.n_invalid, ref.truncated)
+
+
+def test_concurrent_samples_over_an_sr1_serve_url(policy, tiny_model_dir, bm25_dir):
+    """As verl runs them: many samples at once in one event loop, searching a real `sr1 serve` on
+    loopback through the loop's own shared http retriever (calls in parallel threads, each bounded by
+    the client's timeout); every sample still equals sr1's rollout of its question."""
+    from sr1lib.retrieval import open_retriever
+    from sr1lib.retrieval.server import ServerThread
+
+    _, tok = policy
+    local = open_retriever(bm25_dir, cache=False)
+    cfg = verl_config(tiny_model_dir)
+    with ServerThread(local) as server:
+        s = sv.LoopSettings(rollout=CFG, retriever=server.url, topk=3)
+        loops = [sv.Sr1SearchAgentLoop(trainer_config=DictConfigWrap(cfg), server_manager=HFServerManager(scripted_policy(tok)),
+                                       tokenizer=tok, processor=None, dataset_cls=RLHFDataset,
+                                       data_config=DictConfigWrap(cfg.data), sr1=s.to_mapping()) for _ in range(9)]
+        rows = [verl_row(RECORDS[i % 3], i % 3) for i in range(9)]
+
+        async def all_at_once():
+            return await asyncio.gather(*(lp.run(dict(SAMPLING), **row) for lp, row in zip(loops, rows)))
+
+        outs = asyncio.run(all_at_once())
+        assert len({id(lp.episode.retriever) for lp in loops}) == 1 and loops[0].episode.timeout_s is None
+    for out, row, i in zip(outs, rows, range(9)):
+        (tr,) = rollout([RECORDS[i % 3]], scripted_policy(tok), local, CFG, group_size=1).trajectories
+        assert out.prompt_ids + out.response_ids == list(tr.prompt_ids) + [t for sg in tr.response_segments
+                                                                            for t in sg.token_ids]
+        assert out.reward_score == tr.reward
+    local.close()

@@ -139,8 +139,12 @@ class Sr1Episode:
     """The verl-independent half of the loop: one row -> one finished Trajectory, over async callables."""
 
     def __init__(self, settings: LoopSettings, tokenizer: Any, server_manager: Any, retriever: Any,
-                 eos_ids: frozenset[int] | None = None) -> None:
+                 eos_ids: frozenset[int] | None = None, bounded: bool = True) -> None:
         self.s, self.tok, self.server, self.retriever = settings, tokenizer, server_manager, retriever
+        # sr1's time limit runs calls on ONE shared thread (see retrieval.bounded): right for a local
+        # index, but hundreds of concurrent verl samples would queue there and time out waiting. An
+        # http retriever bounds each request itself, so its calls run in parallel worker threads.
+        self.timeout_s = settings.retriever_timeout_s if bounded else None
         self.rules = TurnRules(tokenizer, settings.rollout)
         self.eos = eos_ids if eos_ids is not None else eos_token_ids(tokenizer)
         self.reward_fn = get_reward_fn(settings.reward)
@@ -167,7 +171,7 @@ class Sr1Episode:
 
         async def search(query: str) -> tuple[Any, str, float]:
             hits, err, dt = await asyncio.to_thread(retrieve, self.retriever, [query], self.s.topk,
-                                                    self.s.retriever_timeout_s, self.s.rollout.on_retriever_error)
+                                                    self.timeout_s, self.s.rollout.on_retriever_error)
             self.retrieve_s += dt
             return (None if hits is None else hits[0]), err, dt
 
@@ -178,12 +182,17 @@ class Sr1Episode:
 _RETRIEVERS: dict[str, Any] = {}
 
 
-def shared_retriever(target: str) -> Any:
+def is_url(target: str) -> bool:
+    return str(target).startswith(("http://", "https://"))
+
+
+def shared_retriever(target: str, timeout_s: float) -> Any:
     """One retriever per process and target: every loop instance (one per sample) reuses it."""
     if target not in _RETRIEVERS:
         from sr1lib.retrieval import open_retriever
 
-        _RETRIEVERS[target] = open_retriever(target)
+        kw = {"timeout_s": timeout_s} if is_url(target) else {}
+        _RETRIEVERS[target] = open_retriever(target, **kw)
     return _RETRIEVERS[target]
 
 
@@ -206,8 +215,10 @@ def _build_loop_class() -> type:
                                  "(write it with `sr1 export verl`)")
             settings = LoopSettings.from_mapping(plain(sr1))
             target = os.environ.get("SR1_RETRIEVER") or settings.retriever
-            self.episode = Sr1Episode(settings, self.tokenizer, self.server_manager,
-                                      retriever if retriever is not None else shared_retriever(target))
+            if retriever is None:
+                retriever = shared_retriever(target, settings.retriever_timeout_s)
+            self.episode = Sr1Episode(settings, self.tokenizer, self.server_manager, retriever,
+                                      bounded=not is_url(target))
 
         async def run(self, sampling_params: dict[str, Any], **kwargs: Any) -> AgentLoopOutput:
             traj = await self.episode.run(sampling_params, kwargs)
