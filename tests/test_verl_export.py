@@ -155,3 +155,29 @@ def test_cli_export_prints_the_overrides_and_the_unmapped_fields(tmp_path, capsy
     # a config whose mini-batch verl cannot express fails naming both fields
     rc = main(["export", "verl", "--config", str(cfg_path), "--set", "train.mini_batch_size=3", "--out", str(tmp_path / "y")])
     assert rc == 2 and "train.mini_batch_size=3" in capsys.readouterr().err
+
+
+def test_verl_launch_script_passes_overrides_verl_accepts(tmp_path, tiny_model_dir):
+    """launch.sh end to end up to verl's entry point: a stand-in `python3` records the arguments bash
+    really passes (quoting, ${HERE}, N_GPUS, extra overrides), which then compose and validate."""
+    import os
+    import sys
+
+    verl_config_dir()
+    ex = ve.export_verl(run_config(tmp_path, train={"model": str(tiny_model_dir)}), tmp_path / "out")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "python3").write_text(f"#!{sys.executable}\nimport json, sys\n"
+                                     f"json.dump(sys.argv[1:], open({str(tmp_path / 'argv.json')!r}, 'w'))\n")
+    (bin_dir / "python3").chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "N_GPUS": "1"}
+    subprocess.run(["bash", str(ex.out / "launch.sh"), "trainer.total_epochs=2"], env=env, check=True)
+    argv = json.loads((tmp_path / "argv.json").read_text())
+    assert argv[:2] == ["-m", "verl.trainer.main_ppo"]
+    composed = compose(argv[2:])
+    assert composed.data.train_files == str(ex.out / "data" / "train.parquet")
+    assert (composed.trainer.n_gpus_per_node, composed.trainer.total_epochs) == (1, 2)
+    from verl.trainer.ppo.utils import need_critic, need_reference_policy
+    from verl.utils.config import validate_config
+
+    validate_config(composed, use_reference_policy=need_reference_policy(composed), use_critic=need_critic(composed))
