@@ -12,6 +12,10 @@ Nothing is ever decoded and re-encoded, so `trajectory.model_token_ids` are the 
 `sr1lib.masking` builds the loss mask from segment sources (Search-R1 re-tokenises decoded text
 and recovers its mask from pad sentinels).
 
+The rules below are one trajectory's state machine, `sr1lib.turns.Episode`; this module drives a
+batch of them in lockstep, and `sr1lib.engines.verl` drives the same machine one sample at a time
+inside verl's async agent loop.
+
 Turn rules (departures from Search-R1's `generation.py` are marked *):
 - an `<answer>` ends the trajectory (`finished`); the reward reads the response only*;
 - a `<search>` with a non-empty query is sent to the retriever while the search budget
@@ -35,28 +39,19 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Sequence
 
 from sr1lib import protocol
 from sr1lib.config import RolloutConfig
 from sr1lib.errors import Sr1Error
 from sr1lib.generators import Generator, SamplingParams
-from sr1lib.retrieval.bounded import bounded_search
-from sr1lib.rewards import extract_answer, get_reward_fn
-from sr1lib.types import FEEDBACK, MODEL, PROMPT, RETRIEVED, QARecord, Segment, Trajectory
-
-RewardFn = Callable[[str, Sequence[str]], float]
-
-# protocol.format_observation(hits) == OBS_OPEN + passages + OBS_CLOSE (a test holds them together);
-# the three parts are tokenised separately so a long observation is cut inside the tags.
-OBS_OPEN, OBS_CLOSE = "\n\n<information>", "</information>\n\n"
-# Stands in the generator's input for response segments dropped to fit max_prompt_tokens.
-CONTEXT_ELISION = "\n[... earlier turns omitted ...]\n"
-# Queries longer than this are cut before they reach the retriever (a runaway sample can emit
-# thousands of tokens; HTTP servers and dense encoders should not receive them).
-MAX_QUERY_CHARS = 2000
-PROMPT_MODES = ("search", "no_search", "rag")
+from sr1lib.rewards import get_reward_fn
+from sr1lib.turns import (  # noqa: F401 - the protocol constants are re-exported for callers
+    CONTEXT_ELISION, MAX_QUERY_CHARS, OBS_CLOSE, OBS_OPEN, PROMPT_MODES, Episode, RewardFn, TurnRules, retrieve,
+    search_budget, turn_seed,
+)
+from sr1lib.types import QARecord, Trajectory
 
 
 @dataclass(frozen=True)
@@ -66,194 +61,45 @@ class RolloutResult:
     timings: dict[str, float]  # generate_s, retrieve_s, other_s, total_s, retriever_calls, turns
 
 
-@dataclass
-class _State:
-    """A trajectory while it is being rolled out (mutable); frozen into a Trajectory at the end."""
-
-    record: QARecord
-    uid: str
-    group_id: str
-    segments: list[Segment]
-    ids: list[int]  # every token so far, in order (the untruncated context)
-    prompt_len: int
-    n_response: int = 0
-    n_searches: int = 0
-    n_valid: int = 0
-    n_invalid: int = 0
-    n_turns: int = 0
-    finished: bool = False
-    truncated: bool = False
-    final: bool = False  # the search budget is spent and the model was told: this turn is the last
-    done: bool = False
-    end: str = ""
-    retrieval_s: float = 0.0
-    queries: list[str] = field(default_factory=list)
-    counts: dict[str, int] = field(default_factory=lambda: {"retriever_errors": 0, "blocked_searches": 0,
-                                                            "context_truncations": 0})
-
-    def append(self, seg: Segment) -> None:
-        self.segments.append(seg)
-        self.ids.extend(seg.token_ids)
-        if seg.source != PROMPT:
-            self.n_response += len(seg.token_ids)
-
-    def stop(self, end: str, *, truncated: bool = False) -> None:
-        self.done, self.end = True, end
-        self.truncated = self.truncated or truncated
-
-
 class _Timer:
     def __init__(self) -> None:
         self.generate_s = self.retrieve_s = 0.0
         self.calls = self.turns = 0
 
 
-def _encode(tokenizer: Any, text: str) -> tuple[int, ...]:
-    return tuple(tokenizer.encode(text, add_special_tokens=False))
-
-
 class _Loop:
-    """One rollout call's shared state: tokenizer, config, cached protocol token ids, timers."""
+    """One rollout call's shared state: the turn rules, the retriever, timers. It steps every active
+    episode of the batch through one turn at a time (the rules themselves live in `sr1lib.turns`)."""
 
     def __init__(self, generator: Generator, retriever: Any, cfg: RolloutConfig, topk: int,
                  retriever_timeout_s: float | None) -> None:
         self.gen, self.retriever, self.cfg, self.topk = generator, retriever, cfg, topk
         self.timeout_s = retriever_timeout_s
-        tok = self.tok = generator.tokenizer
-        self.obs_open, self.obs_close = _encode(tok, OBS_OPEN), _encode(tok, OBS_CLOSE)
-        self.elision = _encode(tok, CONTEXT_ELISION)
-        self.feedback = {t: _encode(tok, t) for t in (protocol.INVALID_ACTION_FEEDBACK,
-                                                      protocol.SEARCH_BUDGET_FEEDBACK)}
+        self.rules = TurnRules(generator.tokenizer, cfg)
         self.timer = _Timer()
 
-    # ------------------------------------------------------------------ retrieval
-
     def retrieve(self, queries: list[str]) -> tuple[list[list[Any]] | None, str, float]:
-        """(hits per query or None on failure, error message, seconds): one retriever call."""
-        t0 = time.perf_counter()
-        try:
-            hits, err = bounded_search(self.retriever, queries, self.topk, self.timeout_s), ""
-        except Exception as e:  # noqa: BLE001 - every backend failure is reported the same way
-            if self.cfg.on_retriever_error == "raise":
-                raise Sr1Error(f"retriever failed on {len(queries)} queries ({type(e).__name__}: {e}); "
-                               "set rollout.on_retriever_error=observe to continue with an error "
-                               "observation instead") from e
-            hits, err = None, f"{type(e).__name__}: {e}".strip()
-        dt = time.perf_counter() - t0
+        hits, err, dt = retrieve(self.retriever, queries, self.topk, self.timeout_s, self.cfg.on_retriever_error)
         self.timer.retrieve_s += dt
         self.timer.calls += 1
         return hits, err, dt
 
-    def observation(self, body: str, budget: int) -> Segment | None:
-        """OBS_OPEN + body + OBS_CLOSE in at most `budget` tokens, cut inside the tags (None if even
-        the tags do not fit)."""
-        room = budget - len(self.obs_open) - len(self.obs_close)
-        if room < 0:
-            return None
-        body_ids = _encode(self.tok, body)
-        if len(body_ids) > room:
-            body_ids = body_ids[:room]
-            body = self.tok.decode(list(body_ids), skip_special_tokens=False)
-        return Segment(RETRIEVED, self.obs_open + body_ids + self.obs_close, OBS_OPEN + body + OBS_CLOSE)
-
-    # ------------------------------------------------------------------ context
-
-    def context(self, s: _State) -> list[int]:
-        """The generator's input: the whole context, or prompt + elision + the newest segments."""
-        budget = self.cfg.max_prompt_tokens
-        if len(s.ids) <= budget:
-            return s.ids
-        s.counts["context_truncations"] += 1
-        room = budget - s.prompt_len - len(self.elision)
-        kept: list[tuple[int, ...]] = []
-        for seg in reversed(s.segments[1:]):
-            if len(seg.token_ids) <= room:
-                kept.append(seg.token_ids)
-                room -= len(seg.token_ids)
-            else:
-                if not kept and room > 0:  # the newest segment alone is too long: keep its tail
-                    kept.append(seg.token_ids[-room:])
-                break
-        out = list(s.ids[: s.prompt_len]) + list(self.elision)
-        for ids in reversed(kept):
-            out.extend(ids)
-        return out
-
-    # ------------------------------------------------------------------ one turn
-
-    def turn(self, active: list[_State], params: SamplingParams, search_budget: int) -> None:
+    def turn(self, active: list[Episode], params: SamplingParams, budget: int) -> None:
+        """One generate call for every active episode, then ONE retriever call for all their searches."""
         t0 = time.perf_counter()
-        gens = self.gen.generate([self.context(s) for s in active], params)
+        gens = self.gen.generate([ep.context(self.rules) for ep in active], params)
         self.timer.generate_s += time.perf_counter() - t0
         self.timer.turns += 1
         if len(gens) != len(active):
             raise Sr1Error(f"generator {self.gen.name!r} returned {len(gens)} generations for "
                            f"{len(active)} prompts")
-        searches: list[tuple[_State, str]] = []
-        for s, g in zip(active, gens):
-            s.n_turns += 1
-            was_final = s.final
-            room = self.cfg.max_response_tokens - s.n_response
-            ids, lps, text = g.token_ids, g.logprobs, g.text
-            if len(ids) > room:  # the response budget ends inside this sample: keep what fits
-                ids, lps = ids[:room], (None if lps is None else lps[:room])
-                text = self.tok.decode(list(ids), skip_special_tokens=False)
-            if ids:
-                s.append(Segment(MODEL, tuple(ids), text, None if lps is None else tuple(lps)))
-            if len(ids) < len(g.token_ids):
-                s.stop("response_budget", truncated=True)
-                continue
-            kind, content = protocol.parse_action(text)
-            if kind == protocol.ANSWER:
-                s.finished = True
-                s.stop("answer")
-            elif was_final:
-                s.n_invalid += kind != protocol.SEARCH or not content
-                s.stop("final_turn")
-            elif g.finish == "eos":
-                s.stop("eos")
-            elif kind == protocol.SEARCH and content:
-                if s.n_searches < search_budget:
-                    s.n_searches += 1
-                    query = content[:MAX_QUERY_CHARS]
-                    s.queries.append(query)
-                    searches.append((s, query))
-                else:
-                    s.counts["blocked_searches"] += 1
-                    s.final = True
-                    self.feedback_segment(s, protocol.SEARCH_BUDGET_FEEDBACK)
-            else:
-                s.n_invalid += 1
-                self.feedback_segment(s, protocol.INVALID_ACTION_FEEDBACK)
-        if searches:
-            self.observe(searches)
-
-    def feedback_segment(self, s: _State, text: str) -> None:
-        ids = self.feedback[text]
-        if s.n_response + len(ids) > self.cfg.max_response_tokens:
-            s.stop("response_budget", truncated=True)
+        searches = [(ep, q) for ep, g in zip(active, gens) if (q := ep.on_sample(self.rules, g, budget)) is not None]
+        if not searches:
             return
-        s.append(Segment(FEEDBACK, ids, text))
-
-    def observe(self, searches: list[tuple[_State, str]]) -> None:
-        """All of this turn's searches in one retriever call; one observation per trajectory."""
         hits, err, dt = self.retrieve([q for _, q in searches])
-        for i, (s, _) in enumerate(searches):
-            s.retrieval_s += dt / len(searches)  # shares of the batch call sum to its wall time
-            if hits is None:
-                s.counts["retriever_errors"] += 1
-                body = protocol.format_error_observation(err)[len(OBS_OPEN):-len(OBS_CLOSE)]
-            else:
-                s.n_valid += 1
-                body = protocol.format_passages(hits[i]).strip()
-            room = self.cfg.max_response_tokens - s.n_response
-            seg = self.observation(body, min(self.cfg.max_obs_tokens, room))
-            if seg is None:
-                s.stop("response_budget", truncated=True)
-                continue
-            s.append(seg)
-            if s.n_response >= self.cfg.max_response_tokens:
-                s.stop("response_budget", truncated=True)
+        for i, (ep, _) in enumerate(searches):
+            # shares of the batch call sum to its wall time
+            ep.on_hits(self.rules, None if hits is None else hits[i], err, dt / len(searches))
 
 
 def rollout(records: Sequence[QARecord], generator: Generator, retriever: Any | None, cfg: RolloutConfig, *,
@@ -281,43 +127,41 @@ def rollout(records: Sequence[QARecord], generator: Generator, retriever: Any | 
                            f"(step:record.id) must be unique, so de-duplicate the batch")
         seen.add(r.id)
     loop = _Loop(generator, retriever, cfg, topk, retriever_timeout_s)
-    states = _initial_states(loop, records, group_size, step, prompt_mode)
+    episodes = _initial_episodes(loop, records, group_size, step, prompt_mode)
 
-    search_budget = cfg.max_turns if prompt_mode == "search" else 0
+    budget = search_budget(cfg, prompt_mode)
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=len(states), desc=f"rollout step {step}", unit="traj")
+        bar = tqdm(total=len(episodes), desc=f"rollout step {step}", unit="traj")
     turn = 0
     while True:
-        for s in states:
-            if not s.done and s.n_response >= cfg.max_response_tokens:
-                s.stop("response_budget", truncated=True)
-        active = [s for s in states if not s.done]
+        active = [ep for ep in episodes if ep.before_turn(cfg)]
         if bar is not None:
-            bar.n = len(states) - len(active)
+            bar.n = len(episodes) - len(active)
             bar.refresh()
         if not active:
             break
-        room = max(cfg.max_response_tokens - s.n_response for s in active)
+        # One call for the whole batch: as many new tokens as the roomiest episode may take (the
+        # rules cut each sample at its own episode's budget).
+        room = max(ep.room(cfg) for ep in active)
         params = SamplingParams(max_new_tokens=min(cfg.max_new_tokens, room), temperature=cfg.temperature,
                                 top_p=cfg.top_p, greedy=cfg.greedy, stop_strings=protocol.STOP_STRINGS,
-                                seed=None if seed is None else seed * 1_000_003 + step * 1009 + turn)
-        loop.turn(active, params, search_budget)
+                                seed=turn_seed(seed, step, turn))
+        loop.turn(active, params, budget)
         turn += 1
     if bar is not None:
         bar.close()
 
-    trajectories = [_freeze(s, reward_fn, prompt_mode) for s in states]
+    trajectories = [ep.freeze(reward_fn, prompt_mode) for ep in episodes]
     timings = _timings(loop.timer, time.perf_counter() - t_start)
     return RolloutResult(trajectories, batch_metrics(trajectories, timings), timings)
 
 
-def _initial_states(loop: _Loop, records: Sequence[QARecord], group_size: int, step: int,
-                    prompt_mode: str) -> list[_State]:
+def _initial_episodes(loop: _Loop, records: Sequence[QARecord], group_size: int, step: int,
+                      prompt_mode: str) -> list[Episode]:
     """Tokenise each prompt once (for `rag`, after one retriever call for every question)."""
-    tok, cfg = loop.tok, loop.cfg
     passages: list[Any] = [()] * len(records)
     rag_s = [0.0] * len(records)
     rag_errors = 0
@@ -326,33 +170,13 @@ def _initial_states(loop: _Loop, records: Sequence[QARecord], group_size: int, s
         passages = hits if hits is not None else passages
         rag_errors = int(hits is None)
         rag_s = [dt / len(records)] * len(records)
-    templated = bool(getattr(tok, "chat_template", None))
-    states = []
+    episodes = []
     for r, hits, r_s in zip(records, passages, rag_s):
-        text = protocol.build_prompt(r.question, tok, mode=prompt_mode, passages=hits)
-        # A chat template already holds any BOS; plain text gets the tokenizer's special tokens.
-        ids = tuple(tok.encode(text, add_special_tokens=not templated))
-        if len(ids) + len(loop.elision) >= cfg.max_prompt_tokens:
-            raise Sr1Error(f"record {r.id!r}: the prompt is {len(ids)} tokens, which leaves no room in "
-                           f"rollout.max_prompt_tokens={cfg.max_prompt_tokens}; raise it or shorten the question")
-        for g in range(group_size):
-            s = _State(record=r, uid=f"{step}:{r.id}:{g}", group_id=f"{step}:{r.id}", segments=[],
-                       ids=[], prompt_len=len(ids), retrieval_s=r_s / group_size)
-            s.append(Segment(PROMPT, ids, text))
-            s.counts["retriever_errors"] += rag_errors
-            states.append(s)
-    return states
-
-
-def _freeze(s: _State, reward_fn: RewardFn, prompt_mode: str) -> Trajectory:
-    response = "".join(seg.text for seg in s.segments if seg.source != PROMPT)
-    return Trajectory(
-        uid=s.uid, group_id=s.group_id, record=s.record, segments=tuple(s.segments),
-        reward=float(reward_fn(response, s.record.golden_answers)), answer=extract_answer(response),
-        n_searches=s.n_searches, n_valid_searches=s.n_valid, n_invalid=s.n_invalid, n_turns=s.n_turns,
-        finished=s.finished, truncated=s.truncated, retrieval_s=s.retrieval_s, queries=tuple(s.queries),
-        extra={**s.counts, "end": s.end, "prompt_mode": prompt_mode},
-    )
+        prompt = loop.rules.prompt(r, prompt_mode, hits)
+        episodes += [loop.rules.start(r, f"{step}:{r.id}:{g}", f"{step}:{r.id}", prompt,
+                                      retrieval_s=r_s / group_size, retriever_errors=rag_errors)
+                     for g in range(group_size)]
+    return episodes
 
 
 def _timings(timer: _Timer, total: float) -> dict[str, float]:

