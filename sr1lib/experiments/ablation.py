@@ -72,7 +72,7 @@ def ablation(profile: str = "quick", seeds: Sequence[int] = (0,),
     out = {"runs": runs, "executed": notebooks, "errors": errors, "frame": frame, "final": final_table(frame),
            "seconds": round(time.perf_counter() - t0, 1)}
     from sr1lib.experiments.artifacts import markdown_table, publish
-    from sr1lib.viz import final_table_html
+    from sr1lib.views.tables import final_table_html
 
     note = "".join(f"\n- {k}: failed ({e})" for k, e in errors.items())
     publish(artifacts, {k: v for k, v in out.items() if k != "frame"}, markdown_table(out["final"]) + note,
@@ -93,7 +93,7 @@ def _run_one(params: dict[str, Any], out: Path, via: str, progress: bool) -> str
             return f"{type(e).__name__}: {e}"
         print(f"[ablation] ({res['status']} in {time.perf_counter() - t0:.0f} s)", flush=True)
         return None
-    from sr1lib.report.runner import execute
+    from sr1lib.experiments.execute import execute
 
     res = execute("02_train", out, {**params, "progress": False})
     print(f"[ablation] ({res['status']} in {res['seconds']:.0f} s: {out.name})", flush=True)

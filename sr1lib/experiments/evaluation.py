@@ -114,7 +114,7 @@ def evaluate_table(profile: str = "quick", seed: int = 0, *, runs: Sequence[str]
            "searches": render_table(report, metric="mean_searches", title="Searches per question"),
            "frame": em_frame(report), "models": models}
     from sr1lib.experiments.artifacts import publish
-    from sr1lib.viz import table2_html
+    from sr1lib.views.tables import table2_html
 
     publish(artifacts, {"report": report, "models": models},
             render_table(report, fmt="markdown", title="Exact match (greedy)") + "\n"

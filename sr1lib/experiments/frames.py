@@ -107,6 +107,6 @@ def band(frame: Any, metric: str) -> Any:
 
 def runs_in(root: str | Path | Sequence[str | Path]) -> list[Path]:
     """Run folders at or under `root` (a folder, or a list of them)."""
-    from sr1lib.widgets.select import find_runs
+    from sr1lib.runs import find_runs
 
     return find_runs(root)

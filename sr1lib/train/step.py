@@ -4,7 +4,7 @@ the reward) -> advantages (estimator by `algorithm.name`) -> policy update -> cr
 `Trainer` holds the models, optimizers, schedulers, generator and retriever of a run; `train()`
 (`sr1lib.train.loop`) drives it step by step and owns the run folder.
 
-Masks (all [B, T-1], over target tokens; see `sr1lib.masking` and `sr1lib.train.models`):
+Masks (all [B, T-1], over target tokens; see `sr1lib.masking` and `sr1lib.train.forward`):
 - `model`: tokens the policy sampled; the outcome reward sits on each row's last one;
 - `response`: every token after the prompt (model, retrieved, feedback);
 - policy loss and KL: `model` when `algorithm.mask_retrieved` (Search-R1), else `response`
@@ -28,7 +28,8 @@ from sr1lib import algos
 from sr1lib.config import RunConfig
 from sr1lib.masking import build_padded
 from sr1lib.rollout import rollout
-from sr1lib.train.models import Models, batched_logprobs, batched_values, build_models, micro_slices
+from sr1lib.train.batched import TokenBatch, batched_logprobs, batched_values, micro_slices
+from sr1lib.train.networks import Models, build_models
 from sr1lib.train.update import (CriticBatch, NonFiniteLossError, PolicyBatch, PolicyLossConfig, update_critic,
                                  update_policy)
 from sr1lib.types import QARecord, Trajectory
@@ -139,20 +140,20 @@ class Trainer:
         model_mask, resp_mask, pg_mask = masks["model"], masks["response"], masks["policy"]
         obs_mask, value_mask = masks["obs"], masks["value"]
         scores = torch.tensor([tr.reward for tr in trajs], dtype=torch.float32, device=dev)
-        inputs = (pb.input_ids, pb.attention_mask, pb.position_ids)
+        tokens = TokenBatch.of(pb)
 
         mini = t.mini_batch_size or len(trajs)
         need_old = t.ppo_epochs > 1 or len(micro_slices(len(trajs), mini)) > 1 or (a.kl_in_reward and self.need_ref)
         lp_kw = dict(micro_batch_size=t.micro_batch_size, temperature=cfg.rollout.temperature,
                      autocast_ctx=m.autocast, share_prefix=self.share_prefix)
-        old = batched_logprobs(m.policy, *inputs, pb.lengths, pb.prompt_lengths, **lp_kw) if need_old else None
+        old = batched_logprobs(m.policy, tokens, **lp_kw) if need_old else None
         ref = None
         if self.need_ref:
             with m.reference() as ref_model:
-                ref = batched_logprobs(ref_model, *inputs, pb.lengths, pb.prompt_lengths, **lp_kw)
+                ref = batched_logprobs(ref_model, tokens, **lp_kw)
         values = None
         if self.ppo:
-            values = batched_values(m.critic, *inputs, pb.lengths, pb.prompt_lengths, micro_batch_size=t.micro_batch_size,
+            values = batched_values(m.critic, tokens, micro_batch_size=t.micro_batch_size,
                                     autocast_ctx=m.autocast, share_prefix=self.share_prefix)
         _sync(dev)
         t_lp = time.perf_counter()
@@ -172,7 +173,7 @@ class Trainer:
         lr = self.sched.get_last_lr()[0]
         pol = update_policy(
             m.policy, self.opt,
-            PolicyBatch(*inputs, pb.lengths, pb.prompt_lengths, pg_mask, adv, old,
+            PolicyBatch(tokens, pg_mask, adv, old,
                         ref if self.loss_cfg.kl_coef else None, sampled=model_mask),
             self.loss_cfg, ppo_epochs=t.ppo_epochs, mini_batch_size=mini, micro_batch_size=t.micro_batch_size,
             grad_clip=t.grad_clip, autocast_ctx=m.autocast, where=f"step {step}: policy update")
@@ -181,7 +182,7 @@ class Trainer:
         crit: dict[str, float] = {}
         if self.ppo:
             crit = update_critic(m.critic, self.critic_opt,
-                                 CriticBatch(*inputs, pb.lengths, pb.prompt_lengths, value_mask, returns, values),
+                                 CriticBatch(tokens, value_mask, returns, values),
                                  clip_range=a.value_clip, loss_agg_mode=a.loss_agg_mode, ppo_epochs=t.ppo_epochs,
                                  mini_batch_size=mini, micro_batch_size=t.micro_batch_size, grad_clip=t.grad_clip,
                                  autocast_ctx=m.autocast, share_prefix=self.share_prefix)
