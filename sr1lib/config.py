@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from sr1lib import choices
 from sr1lib.errors import Sr1Error
 
 T = TypeVar("T")
@@ -62,7 +63,7 @@ class RetrievalConfig:
     threads: int = _f(2, "search threads for batch search")
 
     def __post_init__(self) -> None:
-        _choice(self.backend, "retrieval.backend", ("pyserini", "bm25s", "dense", "http"))
+        _choice(self.backend, "retrieval.backend", choices.RETRIEVER_BACKENDS)
         _check(self.topk >= 1, "retrieval.topk", f"must be >= 1, got {self.topk}")
         _check(self.timeout_s > 0, "retrieval.timeout_s", f"must be > 0, got {self.timeout_s}")
 
@@ -82,8 +83,8 @@ class RolloutConfig:
     on_retriever_error: str = _f("observe", "observe: show an error observation and count it | raise")
 
     def __post_init__(self) -> None:
-        _choice(self.generator, "rollout.generator", ("hf", "vllm"))
-        _choice(self.on_retriever_error, "rollout.on_retriever_error", ("observe", "raise"))
+        _choice(self.generator, "rollout.generator", choices.ROLLOUT_GENERATORS)
+        _choice(self.on_retriever_error, "rollout.on_retriever_error", choices.ON_RETRIEVER_ERROR)
         for name in ("max_turns",):
             _check(getattr(self, name) >= 0, f"rollout.{name}", f"must be >= 0, got {getattr(self, name)}")
         for name in ("max_new_tokens", "max_response_tokens", "max_obs_tokens", "max_prompt_tokens", "group_size"):
@@ -111,11 +112,10 @@ class AlgorithmConfig:
     value_clip: float = _f(0.5, "clip range of the value loss")
 
     def __post_init__(self) -> None:
-        _choice(self.name, "algorithm.name", ("ppo", "grpo", "reinforce", "rloo"))
-        _choice(self.reward, "algorithm.reward", ("em", "format"))
-        _choice(self.kl_type, "algorithm.kl_type", ("kl", "abs", "mse", "low_var_kl"))
-        _choice(self.loss_agg_mode, "algorithm.loss_agg_mode",
-                ("token-mean", "seq-mean-token-sum", "seq-mean-token-mean"))
+        _choice(self.name, "algorithm.name", tuple(choices.ALGORITHMS))
+        _choice(self.reward, "algorithm.reward", choices.REWARDS)
+        _choice(self.kl_type, "algorithm.kl_type", choices.KL_ESTIMATORS)
+        _choice(self.loss_agg_mode, "algorithm.loss_agg_mode", choices.LOSS_AGG_MODES)
         _check(self.kl_coef >= 0, "algorithm.kl_coef", f"must be >= 0, got {self.kl_coef}")
         _check(self.clip_ratio > 0, "algorithm.clip_ratio", f"must be > 0, got {self.clip_ratio}")
         _check(self.dual_clip == 0 or self.dual_clip > 1, "algorithm.dual_clip", f"must be 0 or > 1, got {self.dual_clip}")

@@ -2,11 +2,11 @@
 
 Glossary: B trajectories, T padded length (longest trajectory), N total tokens of the batch.
 
-Every per-token tensor is aligned with `input_ids`: `loss_mask[b, t] == 1` says token t of row b
+Every per-token tensor is aligned with `input_ids`: `sampled_mask[b, t] == 1` says token t of row b
 was sampled by the policy. The trainer scores token t with the logits at position t-1:
 
     logp = log_softmax(logits[:, :-1]).gather(-1, input_ids[:, 1:, None])[..., 0]   # (B, T-1)
-    mask = loss_mask[:, 1:]
+    mask = sampled_mask[:, 1:]
 
 Position 0 is always a prompt token, so nothing trained is lost by the shift.
 
@@ -18,7 +18,7 @@ on token values (the reference implementation finds retrieved tokens by pad-id s
 Masks, from segment sources alone:
 - `response_mask`: 1 on every non-prompt token (model, retrieved, feedback): what the critic and
   GAE see when retrieved tokens are not hidden from them;
-- `loss_mask`: 1 exactly on `model` tokens (Search-R1's retrieved-token masking).
+- `sampled_mask`: 1 exactly on `model` tokens (Search-R1's retrieved-token masking).
 
 The trainer recomputes every log-prob it needs, so the sampler's log-probs stay on the segments.
 `build_padded` has a slow per-token twin (`build_padded_slow`) that a randomised test compares it
@@ -44,7 +44,7 @@ class PaddedBatch:
     attention_mask: torch.Tensor  # long, 1 on real tokens
     position_ids: torch.Tensor  # long, 0..len-1 then 0 on pads
     response_mask: torch.Tensor  # float32, 1 on non-prompt tokens
-    loss_mask: torch.Tensor  # float32, 1 on model-sampled tokens
+    sampled_mask: torch.Tensor  # float32, 1 on model-sampled tokens
     lengths: torch.Tensor  # long
     prompt_lengths: torch.Tensor  # long
 
@@ -102,7 +102,7 @@ def build_padded(trajectories: Sequence[Trajectory], pad_id: int, *, pad_to_mult
         attention_mask=scatter(np.ones_like(f.ids), 0, torch.long),
         position_ids=scatter(f.pos, 0, torch.long),
         response_mask=scatter(f.response.astype(np.float32), 0, torch.float32),
-        loss_mask=scatter(f.model.astype(np.float32), 0, torch.float32),
+        sampled_mask=scatter(f.model.astype(np.float32), 0, torch.float32),
         lengths=torch.from_numpy(f.lengths),
         prompt_lengths=torch.from_numpy(f.prompt_lengths),
     )
@@ -115,20 +115,20 @@ def build_padded_slow(trajectories: Sequence[Trajectory], pad_id: int) -> Padded
     """Token by token, row by row: the reference `build_padded` is tested against."""
     rows = [_token_rows(tr) for tr in trajectories]
     t = max(len(r) for r in rows)
-    cols: dict[str, list[list[float]]] = {k: [] for k in ("ids", "att", "pos", "resp", "loss")}
+    cols: dict[str, list[list[float]]] = {k: [] for k in ("ids", "att", "pos", "resp", "sampled")}
     for r in rows:
         pad = t - len(r)
         cols["ids"].append([x[0] for x in r] + [pad_id] * pad)
         cols["att"].append([1] * len(r) + [0] * pad)
         cols["pos"].append(list(range(len(r))) + [0] * pad)
         cols["resp"].append([float(x[1] != PROMPT) for x in r] + [0.0] * pad)
-        cols["loss"].append([float(x[1] == MODEL) for x in r] + [0.0] * pad)
+        cols["sampled"].append([float(x[1] == MODEL) for x in r] + [0.0] * pad)
     return PaddedBatch(
         input_ids=torch.tensor(cols["ids"], dtype=torch.long),
         attention_mask=torch.tensor(cols["att"], dtype=torch.long),
         position_ids=torch.tensor(cols["pos"], dtype=torch.long),
         response_mask=torch.tensor(cols["resp"], dtype=torch.float32),
-        loss_mask=torch.tensor(cols["loss"], dtype=torch.float32),
+        sampled_mask=torch.tensor(cols["sampled"], dtype=torch.float32),
         lengths=torch.tensor([len(r) for r in rows], dtype=torch.long),
         prompt_lengths=torch.tensor([sum(1 for x in r if x[1] == PROMPT) for r in rows], dtype=torch.long),
     )

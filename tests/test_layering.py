@@ -20,7 +20,7 @@ PKG = ROOT / "sr1lib"
 
 # First path component under sr1lib -> layer number.
 LAYERS = {
-    0: ["types", "config", "errors", "fsutil"],
+    0: ["types", "config", "errors", "fsutil", "choices"],
     1: ["protocol", "rewards", "algos", "masking"],
     2: ["retrieval", "data", "models", "generators", "runs", "toyworld"],
     3: ["rollout", "train", "evaluate"],

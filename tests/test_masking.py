@@ -47,7 +47,7 @@ def test_hand_made_case():
     assert batch.attention_mask.tolist() == [[1, 1, 1, 1, 1, 1], [1, 1, 1, 0, 0, 0]]
     assert batch.position_ids.tolist() == [[0, 1, 2, 3, 4, 5], [0, 1, 2, 0, 0, 0]]
     assert batch.response_mask.tolist() == [[0, 0, 1, 1, 1, 1], [0, 1, 1, 0, 0, 0]]
-    assert batch.loss_mask.tolist() == [[0, 0, 1, 1, 0, 1], [0, 0, 1, 0, 0, 0]]
+    assert batch.sampled_mask.tolist() == [[0, 0, 1, 1, 0, 1], [0, 0, 1, 0, 0, 0]]
     assert batch.lengths.tolist() == [6, 3] and batch.prompt_lengths.tolist() == [2, 1]
 
 
@@ -66,8 +66,8 @@ def test_padded_rows_hold_the_trajectories_tokens(seed):
     for b, tr in enumerate(trajs):
         row = padded.input_ids[b, : padded.lengths[b]]
         assert row.tolist() == [t for s in tr.segments for t in s.token_ids]
-        # loss_mask picks out exactly the model-sampled ids, in order; pads never count.
-        assert padded.input_ids[b][padded.loss_mask[b] == 1].tolist() == list(tr.model_token_ids)
+        # sampled_mask picks out exactly the model-sampled ids, in order; pads never count.
+        assert padded.input_ids[b][padded.sampled_mask[b] == 1].tolist() == list(tr.model_token_ids)
         assert int(padded.response_mask[b].sum()) == tr.n_response_tokens
 
 
@@ -78,7 +78,7 @@ def test_pad_to_multiple_and_device_move():
     assert batch.input_ids.shape[1] % 8 == 0
     assert int(batch.attention_mask.sum()) == sum(t.n_tokens for t in trajs)
     moved = batch.to("cpu")
-    assert torch.equal(moved.loss_mask, batch.loss_mask)
+    assert torch.equal(moved.sampled_mask, batch.sampled_mask)
 
 
 def test_errors():

@@ -95,10 +95,10 @@ def test_token_masks_follow_the_algorithm_switches():
     pb = make_batch(50)
     on = token_masks(pb, AlgorithmConfig(mask_retrieved=True))
     off = token_masks(pb, AlgorithmConfig(mask_retrieved=False, critic_sees_retrieved=False))
-    assert torch.equal(on["policy"], pb.loss_mask[:, 1:]) and on["obs"] is None
+    assert torch.equal(on["policy"], pb.sampled_mask[:, 1:]) and on["obs"] is None
     assert torch.equal(off["policy"], pb.response_mask[:, 1:])
-    assert torch.equal(off["obs"], pb.response_mask[:, 1:] - pb.loss_mask[:, 1:])
-    assert torch.equal(off["value"], pb.loss_mask[:, 1:]) and torch.equal(on["value"], pb.response_mask[:, 1:])
+    assert torch.equal(off["obs"], pb.response_mask[:, 1:] - pb.sampled_mask[:, 1:])
+    assert torch.equal(off["value"], pb.sampled_mask[:, 1:]) and torch.equal(on["value"], pb.response_mask[:, 1:])
 
 
 class LogitsSpy(torch.nn.Module):
@@ -135,7 +135,7 @@ def test_masking_zeroes_the_gradient_of_retrieved_tokens_only(tiny, mode):
     pb = make_batch(len(tok))
     on = logit_grads_by_target(model, pb, AlgorithmConfig(mask_retrieved=True), mode)
     off = logit_grads_by_target(model, pb, AlgorithmConfig(mask_retrieved=False), mode)
-    model_t, env_t = pb.loss_mask[:, 1:] > 0, (pb.response_mask - pb.loss_mask)[:, 1:] > 0
+    model_t, env_t = pb.sampled_mask[:, 1:] > 0, (pb.response_mask - pb.sampled_mask)[:, 1:] > 0
     # masking on: exactly zero gradient from every retrieved / feedback token, non-zero on model tokens
     assert on[env_t].abs().max() == 0 and (on[model_t] > 0).all()
     # masking off: retrieved and feedback tokens get a gradient too
@@ -143,7 +143,7 @@ def test_masking_zeroes_the_gradient_of_retrieved_tokens_only(tiny, mode):
     if mode == "seq-mean-token-sum":  # the denominator does not depend on the mask: model tokens unchanged
         torch.testing.assert_close(on[model_t], off[model_t])
     else:  # token-mean divides by more tokens when retrieved ones count: model tokens scale down
-        ratio = float(pb.loss_mask[:, 1:].sum() / pb.response_mask[:, 1:].sum())
+        ratio = float(pb.sampled_mask[:, 1:].sum() / pb.response_mask[:, 1:].sum())
         torch.testing.assert_close(off[model_t], on[model_t] * ratio)
 
 
@@ -184,9 +184,9 @@ def test_a_row_without_trained_tokens_does_not_dilute_the_update(tiny, mode):
     pb = make_batch(len(tok))
     ref = batched_logprobs(model, TokenBatch.of(pb), micro_batch_size=0, temperature=1.0, autocast_ctx=NOCTX)
     batch = policy_batch(pb, AlgorithmConfig(), old_logprob=ref + 0.1, ref_logprob=ref - 0.05)
-    mask = batch.mask.clone()
+    mask = batch.policy_mask.clone()
     mask[1] = 0
-    masked = PolicyBatch(**{**vars(batch), "mask": mask})
+    masked = PolicyBatch(**{**vars(batch), "policy_mask": mask})
     keep = torch.tensor([0, 2, 3, 4])
     dropped = PolicyBatch(**{k: None if v is None else v[keep] for k, v in vars(batch).items()})
     cfg = PolicyLossConfig(loss_agg_mode=mode, kl_coef=0.1, entropy_coef=0.01)
@@ -303,12 +303,12 @@ def test_entropy_is_reported_over_sampled_tokens_whatever_the_loss_trains_on(tin
         _, ent = policy_forward(model, TokenBatch.of(pb), temperature=1.0, with_entropy=True)
     got = {}
     for masked in (True, False):
-        batch = policy_batch(pb, AlgorithmConfig(mask_retrieved=masked), sampled=masks["model"])
+        batch = policy_batch(pb, AlgorithmConfig(mask_retrieved=masked), sampled_mask=masks["sampled"])
         m = copy.deepcopy(model)
         got[masked] = update_policy(m, torch.optim.SGD(m.parameters(), lr=0.0), batch, PolicyLossConfig(),
                                     ppo_epochs=1, mini_batch_size=0, micro_batch_size=2, grad_clip=0.0,
                                     autocast_ctx=NOCTX)
-    want, over_response = float(masked_mean(ent, masks["model"])), float(masked_mean(ent, masks["response"]))
+    want, over_response = float(masked_mean(ent, masks["sampled"])), float(masked_mean(ent, masks["response"]))
     assert abs(want - over_response) > 1e-5 * want  # the two means differ, so the check can fail
     assert got[True]["entropy"] == pytest.approx(want, rel=1e-6)
     assert got[False]["entropy"] == pytest.approx(want, rel=1e-6)

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 
+from sr1lib.choices import PROMPT_MODES
+
 
 def register(sub) -> None:
     p = sub.add_parser("train", help="train a policy with RL (PPO / GRPO / RLOO / REINFORCE) from a config",
@@ -21,7 +23,7 @@ def register(sub) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a field, e.g. --set algorithm.name=ppo --set train.lr=1e-6 (repeatable)")
     p.add_argument("--resume", action="store_true", help="continue the run in out_dir/name from its latest checkpoint")
-    p.add_argument("--prompt-mode", default="search", choices=["search", "no_search", "rag"],
+    p.add_argument("--prompt-mode", default="search", choices=PROMPT_MODES,
                    help="prompt protocol of the rollouts (search = Search-R1)")
     p.add_argument("--show-config", action="store_true", help="print the resolved config as JSON and exit")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -13,9 +13,10 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
+from sr1lib import choices
 from sr1lib.errors import Sr1Error
 
-ALGORITHMS = ("ppo", "grpo", "reinforce", "rloo")
+ALGORITHMS = tuple(choices.ALGORITHMS)
 
 
 def parse_variant(variant: str) -> tuple[str, bool]:

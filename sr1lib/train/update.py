@@ -42,13 +42,13 @@ class PolicyBatch:
     """
 
     tokens: TokenBatch
-    mask: Tensor  # tokens the policy loss sees
+    policy_mask: Tensor  # tokens the policy loss sees
     advantages: Tensor
     old_logprob: Tensor | None = None
     ref_logprob: Tensor | None = None
-    # tokens the policy sampled (None: `mask`): entropy and KL are reported over them, so variants
+    # tokens the policy sampled (None: `policy_mask`): entropy and KL are reported over them, so variants
     # whose loss also sees retrieved tokens report numbers comparable with those that do not
-    sampled: Tensor | None = None
+    sampled_mask: Tensor | None = None
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,7 @@ class CriticBatch:
     """Inputs of the critic update: the model inputs and per-token tensors [B, T-1] (targets)."""
 
     tokens: TokenBatch
-    mask: Tensor  # tokens the value loss sees
+    value_mask: Tensor  # tokens the value loss sees
     returns: Tensor
     old_values: Tensor
 
@@ -96,13 +96,13 @@ def accumulate_policy_grads(policy: Any, mb: PolicyBatch, cfg: PolicyLossConfig,
     mask (`tokens`) `clip_fraction`, `approx_kl`, `entropy_loss_mask`; over the sampled tokens
     (`sampled_tokens`) `entropy` and `kl`.
     """
-    n_tok = mb.mask.sum().clamp(min=1)
-    n_trained = algos.trained_row_count(mb.mask)  # the seq-mean denominator of the whole mini-batch
-    dev = mb.mask.device
+    n_tok = mb.policy_mask.sum().clamp(min=1)
+    n_trained = algos.trained_row_count(mb.policy_mask)  # the seq-mean denominator of the whole mini-batch
+    dev = mb.policy_mask.device
     keys = ("loss", "pg_loss", "clip_fraction", "approx_kl", "entropy", "entropy_loss_mask", "kl")
     acc = {k: torch.zeros((), device=dev) for k in keys}
-    acc["tokens"] = mb.mask.sum()
-    acc["sampled_tokens"] = (mb.mask if mb.sampled is None else mb.sampled).sum()
+    acc["tokens"] = mb.policy_mask.sum()
+    acc["sampled_tokens"] = (mb.policy_mask if mb.sampled_mask is None else mb.sampled_mask).sum()
 
     def forward(tokens: TokenBatch) -> tuple[Tensor, Tensor | None]:
         return policy_forward(policy, tokens, temperature=cfg.temperature, with_entropy=True,
@@ -110,8 +110,8 @@ def accumulate_policy_grads(policy: Any, mb: PolicyBatch, cfg: PolicyLossConfig,
 
     for sl, n, (logp, ent) in micro_forward(mb.tokens, micro_batch_size, forward, autocast_ctx):
         r = _rows(mb, sl)
-        mask, adv = trim(r["mask"], n - 1), trim(r["advantages"], n - 1)
-        sampled = mask if r["sampled"] is None else trim(r["sampled"], n - 1)
+        mask, adv = trim(r["policy_mask"], n - 1), trim(r["advantages"], n - 1)
+        sampled = mask if r["sampled_mask"] is None else trim(r["sampled_mask"], n - 1)
         old = logp.detach() if r["old_logprob"] is None else trim(r["old_logprob"], n - 1)
         pg_loss, clip_frac, approx_kl = algos.compute_policy_loss(
             old, logp, adv, mask, clip_ratio=cfg.clip_ratio, dual_clip=cfg.dual_clip,
@@ -198,12 +198,12 @@ def update_critic(critic: Any, optimizer: torch.optim.Optimizer, batch: CriticBa
             for sl in micro_slices(b, mini_batch_size):
                 optimizer.zero_grad(set_to_none=True)
                 mb = CriticBatch(**_rows(batch, sl))
-                n_tok = mb.mask.sum().clamp(min=1)
-                n_trained = algos.trained_row_count(mb.mask)
-                total = torch.zeros((), device=mb.mask.device)
+                n_tok = mb.value_mask.sum().clamp(min=1)
+                n_trained = algos.trained_row_count(mb.value_mask)
+                total = torch.zeros((), device=mb.value_mask.device)
                 for msl, n, values in micro_forward(mb.tokens, micro_batch_size, forward, autocast_ctx):
                     r = _rows(mb, msl)
-                    mask = trim(r["mask"], n - 1)
+                    mask = trim(r["value_mask"], n - 1)
                     loss, frac = algos.compute_value_loss(values, trim(r["old_values"], n - 1),
                                                           trim(r["returns"], n - 1), mask, clip_range=clip_range,
                                                           loss_agg_mode=loss_agg_mode, num_tokens=n_tok,
@@ -216,7 +216,7 @@ def update_critic(critic: Any, optimizer: torch.optim.Optimizer, batch: CriticBa
                               f"critic update (epoch {epoch + 1}, rows {sl.start}-{sl.stop - 1})")
                 optimizer.step()
                 loss_sum = loss_sum + total.cpu()
-                tok_sum = tok_sum + mb.mask.sum().cpu()
+                tok_sum = tok_sum + mb.value_mask.sum().cpu()
                 norms.append(norm.detach().cpu())
     finally:
         optimizer.zero_grad(set_to_none=True)
