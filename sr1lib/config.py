@@ -81,10 +81,14 @@ class RolloutConfig:
     greedy: bool = _f(False, "greedy decoding (evaluation)")
     group_size: int = _f(5, "trajectories per question (GRPO's group; Search-R1 uses 5)")
     on_retriever_error: str = _f("observe", "observe: show an error observation and count it | raise")
+    prompt_mode: str = _f("search", "prompt protocol: search (Search-R1's template and loop) | no_search "
+                                    "(answer directly) | rag (the question's top-k passages in the prompt, no "
+                                    "search; Search-R1's RAG baseline)")
 
     def __post_init__(self) -> None:
         _choice(self.generator, "rollout.generator", choices.ROLLOUT_GENERATORS)
         _choice(self.on_retriever_error, "rollout.on_retriever_error", choices.ON_RETRIEVER_ERROR)
+        _choice(self.prompt_mode, "rollout.prompt_mode", choices.PROMPT_MODES)
         for name in ("max_turns",):
             _check(getattr(self, name) >= 0, f"rollout.{name}", f"must be >= 0, got {getattr(self, name)}")
         for name in ("max_new_tokens", "max_response_tokens", "max_obs_tokens", "max_prompt_tokens", "group_size"):

@@ -83,13 +83,13 @@ class Trainer:
     """The state of one run and its `step()`. `policy_path` / `critic_path` / `adapter_path` point at a
     checkpoint when resuming (the reference is always `cfg.train.model`)."""
 
-    def __init__(self, cfg: RunConfig, *, retriever: Any, reward_fn: RewardFn, prompt_mode: str = "search",
+    def __init__(self, cfg: RunConfig, *, retriever: Any, reward_fn: RewardFn,
                  policy_path: str | None = None, critic_path: str | None = None,
                  adapter_path: str | None = None, device: torch.device | None = None) -> None:
         from sr1lib.generators import make_generator
         from sr1lib.models import pick_device
 
-        self.cfg, self.retriever, self.reward_fn, self.prompt_mode = cfg, retriever, reward_fn, prompt_mode
+        self.cfg, self.retriever, self.reward_fn = cfg, retriever, reward_fn
         a, t = cfg.algorithm, cfg.train
         self.device = device or pick_device(t.device)
         self.need_ref = a.kl_coef > 0
@@ -142,7 +142,7 @@ class Trainer:
         with torch.no_grad(), self.models.autocast():
             return rollout(records, self.generator, self.retriever, rcfg, topk=self.cfg.retrieval.topk,
                            reward_fn=self.reward_fn, group_size=1 if greedy else rcfg.group_size, step=step,
-                           prompt_mode=self.prompt_mode, seed=None if greedy else self.cfg.seed)
+                           prompt_mode=rcfg.prompt_mode, seed=None if greedy else self.cfg.seed)
 
     def step(self, step: int, records: Sequence[QARecord]) -> tuple[dict[str, Any], list[Trajectory]]:
         clock = Stopwatch(self.device)
