@@ -75,7 +75,7 @@ class RolloutConfig:
     max_new_tokens: int = _f(128, "maximum new tokens per generation turn")
     max_response_tokens: int = _f(512, "maximum response tokens (model + retrieved + feedback)")
     max_obs_tokens: int = _f(256, "token budget of one <information> block")
-    max_prompt_tokens: int = _f(1024, "context budget; truncation never drops the question")
+    max_prompt_tokens: int = _f(1024, "context budget of the generator's input; truncation never drops the question")
     temperature: float = _f(1.0, "sampling temperature (ignored when greedy)")
     top_p: float = _f(1.0, "nucleus sampling threshold")
     greedy: bool = _f(False, "greedy decoding (evaluation)")

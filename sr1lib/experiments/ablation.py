@@ -22,11 +22,7 @@ VIA = ("papermill", "direct")
 
 
 def ablation(profile: str = "quick", seeds: Sequence[int] = (0,),
-             variants: Sequence[str] = ("ppo", "grpo", "reinforce", "ppo-nomask"), *, steps: int = 24,
-             batch_size: int = 8, group_size: int = 5, lr: float = 2e-4, kl_coef: float = 0.001,
-             critic_lr: float = 1e-3, max_turns: int = 3, max_new_tokens: int = 48, max_response_tokens: int = 320,
-             topk: int = 3, val_every: int = 6, val_limit: int = 20, log_rollouts: int = 8,
-             micro_batch_size: int = 10, device: str = "auto",
+             variants: Sequence[str] = ("ppo", "grpo", "reinforce", "ppo-nomask"), *, overrides: Sequence[str] = (),
              model: str = "", data: str = "", val_data: str = "", index: str = "", runs_root: str = "runs/notebooks",
              executed_dir: str = "", via: str = "papermill", progress: bool = True,
              artifacts: str = "") -> dict[str, Any]:
@@ -47,16 +43,12 @@ def ablation(profile: str = "quick", seeds: Sequence[int] = (0,),
     t0 = time.perf_counter()
     root = Path(runs_root).resolve()
     executed = Path(executed_dir).resolve() if executed_dir else root / "notebooks"
-    sizes = dict(steps=steps, batch_size=batch_size, group_size=group_size, lr=lr, kl_coef=kl_coef,
-                 critic_lr=critic_lr, max_turns=max_turns, max_new_tokens=max_new_tokens,
-                 max_response_tokens=max_response_tokens, topk=topk, val_every=val_every, val_limit=val_limit,
-                 log_rollouts=log_rollouts, micro_batch_size=micro_batch_size)
     runs, notebooks, errors = [], [], {}
     jobs = [(v, algo, mask, seed) for seed in seeds for v, algo, mask in parsed]
     for i, (v, algo, mask, seed) in enumerate(jobs, 1):
         name = default_run_name(name_prefix(profile, model, data), algo, mask, seed)
-        params = dict(profile=profile, seed=seed, algorithm=algo, mask_retrieved=mask, device=device, model=model,
-                      data=data, val_data=val_data, index=index, runs_root=str(root), run_name=name, **sizes)
+        params = dict(profile=profile, seed=seed, algorithm=algo, mask_retrieved=mask, overrides=list(overrides),
+                      model=model, data=data, val_data=val_data, index=index, runs_root=str(root), run_name=name)
         print(f"[ablation] ({i}/{len(jobs)}) {variant_slug(algo, mask)} seed {seed} ...", flush=True)
         err = _run_one(params, executed / f"02_train-{name}.ipynb", via, progress)
         if via == "papermill":

@@ -150,10 +150,10 @@ def toyworld_pipeline(profile: str = "quick", seed: int = 0, out: str | Path = "
         for method in methods:
             algorithm, masked = RL_STAGES[method]
             res = stages.run(method, lambda a=algorithm, m=masked: train_run(
-                profile, rl_seed, algorithm=a, mask_retrieved=m, device=device, model=str(model),
+                profile, rl_seed, algorithm=a, mask_retrieved=m, model=str(model),
                 data=str(world / "train.parquet"), val_data=str(world / "validation.parquet"), index=str(index),
                 runs_root=str(out / "runs"), run_name=default_run_name(profile, a, m, rl_seed), progress=progress,
-                overrides=list(overrides), **sizes))
+                overrides=[f"train.device={device}", *overrides]))
             frame = res["metrics"]
             runs[method] = {"run": res["run"], "status": res["status"], "reward": curve_ends(frame, "reward_mean"),
                             "reward_rise": window_rise(frame, "reward_mean"),
