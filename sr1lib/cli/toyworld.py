@@ -61,7 +61,7 @@ def register(sub) -> None:
                    help="init-jitter seeds (0 = none): low-bit noise on the base model's initial weights, "
                         "another stand-in for another machine (default 0)")
     w.add_argument("--methods", type=lambda s: [m for m in s.split(",") if m], default=["ppo", "grpo"],
-                   help="RL methods: ppo, grpo, ppo_nomask (default ppo,grpo)")
+                   help="RL methods: ppo, grpo, ppo-nomask (default ppo,grpo)")
     w.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="an RL config override for every run, as `sr1 train --set` (repeatable)")
     w.add_argument("--out", default="", help="output folder (default runs/toyworld-sweep-PROFILE); reruns resume")

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from sr1lib.errors import Sr1Error
-from sr1lib.experiments.training import default_run_name, name_prefix, parse_variant, variant_slug
+from sr1lib.experiments.variants import default_run_name, name_prefix, parse_variant, variant_slug
 
 VIA = ("papermill", "direct")
 

@@ -14,33 +14,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Sequence
 
-from sr1lib import choices
 from sr1lib.errors import Sr1Error
+from sr1lib.experiments.variants import ALGORITHMS, default_run_name, name_prefix, parse_variant, variant_slug
 
-ALGORITHMS = tuple(choices.ALGORITHMS)
-
-
-def parse_variant(variant: str) -> tuple[str, bool]:
-    """`grpo` -> ("grpo", True); `ppo-nomask` -> ("ppo", False) (retrieved tokens trained on)."""
-    name, _, suffix = variant.partition("-")
-    if name not in ALGORITHMS or suffix not in ("", "nomask"):
-        raise Sr1Error(f"variant {variant!r}: expected an algorithm {list(ALGORITHMS)} optionally followed by "
-                       "'-nomask' (e.g. 'ppo', 'ppo-nomask')")
-    return name, suffix != "nomask"
-
-
-def variant_slug(algorithm: str, mask_retrieved: bool) -> str:
-    return algorithm if mask_retrieved else f"{algorithm}-nomask"
-
-
-def default_run_name(prefix: str, algorithm: str, mask_retrieved: bool, seed: int) -> str:
-    return f"{prefix}-{variant_slug(algorithm, mask_retrieved)}-s{seed}"
-
-
-def name_prefix(profile: str, model: str = "", data: str = "") -> str:
-    """Run names start with the profile on the toy world's own data and model, else `custom`."""
-    return "custom" if (model or data) else profile
-
+__all__ = ["ALGORITHMS", "build_config", "default_run_name", "name_prefix", "parse_variant", "response_length_study",
+           "run_or_reuse", "train_run", "variant_slug"]
 
 def build_config(setup: Any, profile: str, *, algorithm: str, mask_retrieved: bool, seed: int, runs_root: str,
                  name: str, overrides: Sequence[str] = ()) -> Any:
