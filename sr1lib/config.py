@@ -99,21 +99,29 @@ class RolloutConfig:
 
 @dataclass(frozen=True)
 class AlgorithmConfig:
-    name: str = _f("grpo", "advantage estimator: ppo | grpo | reinforce | rloo")
-    reward: str = _f("em", "reward function: em (Search-R1's outcome reward) | format (v0.3 format-aware)")
+    name: str = _f("grpo", "algorithm: ppo (GAE over a critic, arXiv 1707.06347) | grpo (group-relative, arXiv "
+                           "2402.03300) | reinforce (batch-mean baseline) | rloo (leave-one-out, arXiv 2402.14740)")
+    reward: str = _f("em", "reward function: em (Search-R1's outcome reward, arXiv 2503.09516) | format "
+                           "(Search-R1 v0.3's format-aware reward)")
     kl_coef: float = _f(0.001, "KL coefficient (Search-R1: 0.001)")
-    kl_type: str = _f("low_var_kl", "KL estimator: kl | abs | mse | low_var_kl")
-    kl_in_reward: bool = _f(False, "PPO-style KL penalty in the reward instead of a loss term")
-    clip_ratio: float = _f(0.2, "PPO clip epsilon")
-    dual_clip: float = _f(0.0, "dual-clip constant c > 1 for negative advantages (0 = off)")
-    gamma: float = _f(1.0, "discount for GAE")
-    lam: float = _f(1.0, "GAE lambda")
-    norm_adv_by_std: bool = _f(True, "GRPO: divide group-centred rewards by the group std")
-    loss_agg_mode: str = _f("token-mean", "token-mean | seq-mean-token-sum | seq-mean-token-mean")
-    mask_retrieved: bool = _f(True, "mask retrieved tokens out of the policy loss (the paper's ablation)")
-    critic_sees_retrieved: bool = _f(True, "critic and GAE see retrieved tokens (Search-R1 does)")
+    kl_type: str = _f("low_var_kl", "KL estimator: kl (k1) | abs | mse (k2) | low_var_kl (k3, Schulman's "
+                                    "'Approximating KL divergence'; GRPO's loss term)")
+    kl_in_reward: bool = _f(False, "KL penalty in the per-token reward (PPO in Search-R1, as InstructGPT) "
+                                   "instead of a loss term (GRPO, arXiv 2402.03300)")
+    clip_ratio: float = _f(0.2, "PPO clip epsilon (arXiv 1707.06347 eq. 7)")
+    dual_clip: float = _f(0.0, "dual-clip constant c > 1 bounding the loss of negative advantages (arXiv "
+                               "1912.09729; 0 = off)")
+    gamma: float = _f(1.0, "discount for GAE (arXiv 1506.02438)")
+    lam: float = _f(1.0, "GAE lambda (arXiv 1506.02438)")
+    norm_adv_by_std: bool = _f(True, "GRPO: divide group-centred rewards by the group std (false: Dr. GRPO's "
+                                     "unscaled advantages, arXiv 2503.20783)")
+    loss_agg_mode: str = _f("token-mean", "token-mean (DAPO, arXiv 2503.14476) | seq-mean-token-sum | "
+                                          "seq-mean-token-mean (GRPO's per-sequence mean, arXiv 2402.03300)")
+    mask_retrieved: bool = _f(True, "mask retrieved tokens out of the policy loss (Search-R1's retrieved-token "
+                                    "masking; false is its ablation)")
+    critic_sees_retrieved: bool = _f(True, "critic and GAE see retrieved tokens (as Search-R1's trainer does)")
     entropy_coef: float = _f(0.0, "entropy bonus coefficient")
-    value_clip: float = _f(0.5, "clip range of the value loss")
+    value_clip: float = _f(0.5, "clip range of the value loss (verl's cliprange_value)")
 
     def __post_init__(self) -> None:
         _choice(self.name, "algorithm.name", tuple(choices.ALGORITHMS))

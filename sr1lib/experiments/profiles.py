@@ -23,7 +23,7 @@ NOTEBOOKS = ("00_quickstart", "01_retrieval", "02_train", "03_ablation_rl_method
 
 # What each profile is for, in one line.
 PURPOSE = {
-    "smoke": "seconds per notebook; structure only (the test suite runs every notebook with it)",
+    "smoke": "the smallest sizes, for structure only (the test suite runs every notebook with it)",
     "quick": "the main job (`make demo`): the toy world's quick profile, short runs, one seed",
     "full": "longer runs, three seeds for the ablation",
 }
