@@ -80,7 +80,8 @@ def _flatten(trajectories: Sequence[Trajectory]) -> _Flat:
     pos = np.arange(n, dtype=np.int64) - starts[row]
     prompt_lengths = np.bincount(seg_row, weights=seg_len * seg_src_prompt, minlength=len(trajectories))
     return _Flat(ids=ids, row=row, pos=pos, response=np.repeat(~seg_src_prompt, seg_len),
-                 model=np.repeat(seg_src_model, seg_len), lengths=lengths, prompt_lengths=prompt_lengths.astype(np.int64))
+                 model=np.repeat(seg_src_model, seg_len), lengths=lengths,
+                 prompt_lengths=prompt_lengths.astype(np.int64))
 
 
 def build_padded(trajectories: Sequence[Trajectory], pad_id: int, *, pad_to_multiple_of: int = 1) -> PaddedBatch:

@@ -40,7 +40,8 @@ def register(sub) -> None:
     p.add_argument("--no-resume", action="store_true", help="start over instead of resuming from --out's predictions")
     p.add_argument("--batch-size", type=int, default=32, help="questions generated together")
     p.add_argument("--max-new-tokens", type=int, default=_R.max_new_tokens, help="tokens per generation turn")
-    p.add_argument("--max-response-tokens", type=int, default=_R.max_response_tokens, help="response budget per question")
+    p.add_argument("--max-response-tokens", type=int, default=_R.max_response_tokens,
+                   help="response budget per question")
     p.add_argument("--max-prompt-tokens", type=int, default=_R.max_prompt_tokens,
                    help="context budget (rollout.max_prompt_tokens); a prompt longer than this is an error")
     p.add_argument("--tokenizer", default=None,

@@ -101,7 +101,8 @@ def open_retriever(path_or_url: str | Path, *, cache: bool = True, cache_size: i
         if manifest is not None:
             backend = manifest["backend"]
             if backend not in BUILDABLE_BACKENDS:
-                raise Sr1Error(f"{folder}/{MANIFEST}: unknown backend {backend!r}; valid backends are {list(BUILDABLE_BACKENDS)}")
+                raise Sr1Error(f"{folder}/{MANIFEST}: unknown backend {backend!r}; valid backends are "
+                               f"{list(BUILDABLE_BACKENDS)}")
             retriever = backend_class(backend)(folder, **kw)
         elif is_lucene_index(folder):
             retriever = backend_class("pyserini")(folder, **kw)

@@ -1,4 +1,4 @@
-"""One RL step, top to bottom: rollout -> batch -> scores (old and reference log-probs, values) ->
+"""One RL step, top to bottom: rollout -> batch -> no-grad passes (old and reference log-probs, values) ->
 advantages (the estimator `algorithm.name` names, with KL in the reward when asked) -> updates
 (policy, then critic) -> metrics (`sr1lib.train.metrics`).
 
@@ -64,7 +64,7 @@ class StepBatch:
 
 
 @dataclass(frozen=True)
-class Scores:
+class Passes:
     """The no-grad passes over a step's batch, all [B, T-1]: the old policy's log-probs (None when
     the update is on-policy), the reference's (None without KL) and the critic's values (None
     without a critic)."""
@@ -150,20 +150,20 @@ class Trainer:
             res = self.rollout(records, step)
         with clock("logprob_s"):
             batch = self.batch(res.trajectories, step)
-            scores = self.score(batch)
+            passes = self.passes(batch)
         with clock("update_s"):
-            rewards, kl_in_reward = self.token_rewards(batch, scores)
-            adv, returns = self.advantages(batch, scores, rewards)
+            rewards, kl_in_reward = self.token_rewards(batch, passes)
+            adv, returns = self.advantages(batch, passes, rewards)
             lr = self.sched.get_last_lr()[0]
-            pol = self.update_policy(batch, scores, adv, step)
+            pol = self.update_policy(batch, passes, adv, step)
         with clock("critic_s"):
-            crit = self.update_critic(batch, scores, returns)
+            crit = self.update_critic(batch, passes, returns)
             self.sched.step()
             self.generator.update_weights(self.models.policy)
         kl = kl_in_reward if kl_in_reward is not None else (pol["kl_loss_term"] if self.loss_cfg.kl_coef else None)
         metrics = step_metrics(
             rollout=res, masks=batch.masks, lengths=batch.tokens.lengths, advantages=adv, policy=pol, critic=crit,
-            kl=kl, lr=lr, values=scores.values, returns=returns,
+            kl=kl, lr=lr, values=passes.values, returns=returns,
             critic_lr=self.critic_sched.get_last_lr()[0] if self.has_critic else None,
             seconds=clock.seconds, step_s=clock.total())
         return metrics, res.trajectories
@@ -182,7 +182,7 @@ class Trainer:
     def _mini_batch_size(self, batch: StepBatch) -> int:
         return self.cfg.train.mini_batch_size or batch.tokens.rows
 
-    def score(self, batch: StepBatch) -> Scores:
+    def passes(self, batch: StepBatch) -> Passes:
         """Old and reference log-probs and values, as the update and the advantages need them."""
         a, t, m = self.cfg.algorithm, self.cfg.train, self.models
         n_minis = len(micro_slices(batch.tokens.rows, self._mini_batch_size(batch)))
@@ -198,42 +198,42 @@ class Trainer:
         if self.has_critic:
             values = batched_values(m.critic, batch.tokens, micro_batch_size=t.micro_batch_size,
                                     autocast_ctx=m.autocast, share_prefix=self.share_prefix)
-        return Scores(old, ref, values)
+        return Passes(old, ref, values)
 
-    def token_rewards(self, batch: StepBatch, scores: Scores) -> tuple[torch.Tensor, float | None]:
+    def token_rewards(self, batch: StepBatch, passes: Passes) -> tuple[torch.Tensor, float | None]:
         """Per-token rewards [B, T-1], with the KL penalty when it is in the reward (then also its
         mean over sampled tokens, else None)."""
         a, masks = self.cfg.algorithm, batch.masks
         rewards = algos.compute_token_level_scores(batch.scores, masks["sampled"])
         if not (a.kl_in_reward and self.need_ref):
             return rewards, None
-        rewards, kl = algos.apply_kl_penalty(rewards, scores.old, scores.ref, masks["policy"], kl_coef=a.kl_coef,
+        rewards, kl = algos.apply_kl_penalty(rewards, passes.old, passes.ref, masks["policy"], kl_coef=a.kl_coef,
                                              kind=a.kl_type)
         return rewards, float(algos.masked_mean(kl, masks["sampled"]))
 
-    def advantages(self, batch: StepBatch, scores: Scores, rewards: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def advantages(self, batch: StepBatch, passes: Passes, rewards: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         a, masks = self.cfg.algorithm, batch.masks
         inputs = algos.AdvantageInputs(
             token_rewards=rewards, response_mask=masks["response"], policy_mask=masks["policy"],
-            group_ids=batch.group_ids, values=scores.values, obs_mask=masks["obs"], gamma=a.gamma, lam=a.lam,
+            group_ids=batch.group_ids, values=passes.values, obs_mask=masks["obs"], gamma=a.gamma, lam=a.lam,
             norm_by_std=a.norm_adv_by_std)
         return algos.compute_advantages(choices.ALGORITHMS[a.name], inputs)
 
-    def update_policy(self, batch: StepBatch, scores: Scores, adv: torch.Tensor, step: int) -> dict[str, float]:
+    def update_policy(self, batch: StepBatch, passes: Passes, adv: torch.Tensor, step: int) -> dict[str, float]:
         t, m = self.cfg.train, self.models
-        pb = PolicyBatch(batch.tokens, batch.masks["policy"], adv, scores.old,
-                         scores.ref if self.loss_cfg.kl_coef else None, sampled_mask=batch.masks["sampled"])
+        pb = PolicyBatch(batch.tokens, batch.masks["policy"], adv, passes.old,
+                         passes.ref if self.loss_cfg.kl_coef else None, sampled_mask=batch.masks["sampled"])
         return update_policy(m.policy, self.opt, pb, self.loss_cfg, ppo_epochs=t.ppo_epochs,
                              mini_batch_size=self._mini_batch_size(batch), micro_batch_size=t.micro_batch_size,
                              grad_clip=t.grad_clip, autocast_ctx=m.autocast, where=f"step {step}: policy update")
 
-    def update_critic(self, batch: StepBatch, scores: Scores, returns: torch.Tensor) -> dict[str, float]:
+    def update_critic(self, batch: StepBatch, passes: Passes, returns: torch.Tensor) -> dict[str, float]:
         """The critic's update on the returns (nothing without a critic)."""
         if not self.has_critic:
             return {}
         a, t, m = self.cfg.algorithm, self.cfg.train, self.models
         out = update_critic(m.critic, self.critic_opt, CriticBatch(batch.tokens, batch.masks["value"], returns,
-                                                                   scores.values),
+                                                                   passes.values),
                             clip_range=a.value_clip, loss_agg_mode=a.loss_agg_mode, ppo_epochs=t.ppo_epochs,
                             mini_batch_size=self._mini_batch_size(batch), micro_batch_size=t.micro_batch_size,
                             grad_clip=t.grad_clip, autocast_ctx=m.autocast, share_prefix=self.share_prefix)
