@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from sr1lib import choices
 from sr1lib.errors import Sr1Error
 
 T = TypeVar("T")
@@ -62,7 +63,7 @@ class RetrievalConfig:
     threads: int = _f(2, "search threads for batch search")
 
     def __post_init__(self) -> None:
-        _choice(self.backend, "retrieval.backend", ("pyserini", "bm25s", "dense", "http"))
+        _choice(self.backend, "retrieval.backend", choices.RETRIEVER_BACKENDS)
         _check(self.topk >= 1, "retrieval.topk", f"must be >= 1, got {self.topk}")
         _check(self.timeout_s > 0, "retrieval.timeout_s", f"must be > 0, got {self.timeout_s}")
 
@@ -74,16 +75,20 @@ class RolloutConfig:
     max_new_tokens: int = _f(128, "maximum new tokens per generation turn")
     max_response_tokens: int = _f(512, "maximum response tokens (model + retrieved + feedback)")
     max_obs_tokens: int = _f(256, "token budget of one <information> block")
-    max_prompt_tokens: int = _f(1024, "context budget; truncation never drops the question")
+    max_prompt_tokens: int = _f(1024, "context budget of the generator's input; truncation never drops the question")
     temperature: float = _f(1.0, "sampling temperature (ignored when greedy)")
     top_p: float = _f(1.0, "nucleus sampling threshold")
     greedy: bool = _f(False, "greedy decoding (evaluation)")
     group_size: int = _f(5, "trajectories per question (GRPO's group; Search-R1 uses 5)")
     on_retriever_error: str = _f("observe", "observe: show an error observation and count it | raise")
+    prompt_mode: str = _f("search", "prompt protocol: search (Search-R1's template and loop) | no_search "
+                                    "(answer directly) | rag (the question's top-k passages in the prompt, no "
+                                    "search; Search-R1's RAG baseline)")
 
     def __post_init__(self) -> None:
-        _choice(self.generator, "rollout.generator", ("hf", "vllm"))
-        _choice(self.on_retriever_error, "rollout.on_retriever_error", ("observe", "raise"))
+        _choice(self.generator, "rollout.generator", choices.ROLLOUT_GENERATORS)
+        _choice(self.on_retriever_error, "rollout.on_retriever_error", choices.ON_RETRIEVER_ERROR)
+        _choice(self.prompt_mode, "rollout.prompt_mode", choices.PROMPT_MODES)
         for name in ("max_turns",):
             _check(getattr(self, name) >= 0, f"rollout.{name}", f"must be >= 0, got {getattr(self, name)}")
         for name in ("max_new_tokens", "max_response_tokens", "max_obs_tokens", "max_prompt_tokens", "group_size"):
@@ -94,28 +99,35 @@ class RolloutConfig:
 
 @dataclass(frozen=True)
 class AlgorithmConfig:
-    name: str = _f("grpo", "advantage estimator: ppo | grpo | reinforce | rloo")
-    reward: str = _f("em", "reward function: em (Search-R1's outcome reward) | format (v0.3 format-aware)")
+    name: str = _f("grpo", "algorithm: ppo (GAE over a critic, arXiv 1707.06347) | grpo (group-relative, arXiv "
+                           "2402.03300) | reinforce (batch-mean baseline) | rloo (leave-one-out, arXiv 2402.14740)")
+    reward: str = _f("em", "reward function: em (Search-R1's outcome reward, arXiv 2503.09516) | format "
+                           "(Search-R1 v0.3's format-aware reward)")
     kl_coef: float = _f(0.001, "KL coefficient (Search-R1: 0.001)")
-    kl_type: str = _f("low_var_kl", "KL estimator: kl | abs | mse | low_var_kl")
-    kl_in_reward: bool = _f(False, "PPO-style KL penalty in the reward instead of a loss term")
-    clip_ratio: float = _f(0.2, "PPO clip epsilon")
-    dual_clip: float = _f(0.0, "dual-clip constant c > 1 for negative advantages (0 = off)")
-    gamma: float = _f(1.0, "discount for GAE")
-    lam: float = _f(1.0, "GAE lambda")
-    norm_adv_by_std: bool = _f(True, "GRPO: divide group-centred rewards by the group std")
-    loss_agg_mode: str = _f("token-mean", "token-mean | seq-mean-token-sum | seq-mean-token-mean")
-    mask_retrieved: bool = _f(True, "mask retrieved tokens out of the policy loss (the paper's ablation)")
-    critic_sees_retrieved: bool = _f(True, "critic and GAE see retrieved tokens (Search-R1 does)")
+    kl_type: str = _f("low_var_kl", "KL estimator: kl (k1) | abs | mse (k2) | low_var_kl (k3, Schulman's "
+                                    "'Approximating KL divergence'; GRPO's loss term)")
+    kl_in_reward: bool = _f(False, "KL penalty in the per-token reward (PPO in Search-R1, as InstructGPT) "
+                                   "instead of a loss term (GRPO, arXiv 2402.03300)")
+    clip_ratio: float = _f(0.2, "PPO clip epsilon (arXiv 1707.06347 eq. 7)")
+    dual_clip: float = _f(0.0, "dual-clip constant c > 1 bounding the loss of negative advantages (arXiv "
+                               "1912.09729; 0 = off)")
+    gamma: float = _f(1.0, "discount for GAE (arXiv 1506.02438)")
+    lam: float = _f(1.0, "GAE lambda (arXiv 1506.02438)")
+    norm_adv_by_std: bool = _f(True, "GRPO: divide group-centred rewards by the group std (false: Dr. GRPO's "
+                                     "unscaled advantages, arXiv 2503.20783)")
+    loss_agg_mode: str = _f("token-mean", "token-mean (DAPO, arXiv 2503.14476) | seq-mean-token-sum | "
+                                          "seq-mean-token-mean (GRPO's per-sequence mean, arXiv 2402.03300)")
+    mask_retrieved: bool = _f(True, "mask retrieved tokens out of the policy loss (Search-R1's retrieved-token "
+                                    "masking; false is its ablation)")
+    critic_sees_retrieved: bool = _f(True, "critic and GAE see retrieved tokens (as Search-R1's trainer does)")
     entropy_coef: float = _f(0.0, "entropy bonus coefficient")
-    value_clip: float = _f(0.5, "clip range of the value loss")
+    value_clip: float = _f(0.5, "clip range of the value loss (verl's cliprange_value)")
 
     def __post_init__(self) -> None:
-        _choice(self.name, "algorithm.name", ("ppo", "grpo", "reinforce", "rloo"))
-        _choice(self.reward, "algorithm.reward", ("em", "format"))
-        _choice(self.kl_type, "algorithm.kl_type", ("kl", "abs", "mse", "low_var_kl"))
-        _choice(self.loss_agg_mode, "algorithm.loss_agg_mode",
-                ("token-mean", "seq-mean-token-sum", "seq-mean-token-mean"))
+        _choice(self.name, "algorithm.name", tuple(choices.ALGORITHMS))
+        _choice(self.reward, "algorithm.reward", choices.REWARDS)
+        _choice(self.kl_type, "algorithm.kl_type", choices.KL_ESTIMATORS)
+        _choice(self.loss_agg_mode, "algorithm.loss_agg_mode", choices.LOSS_AGG_MODES)
         _check(self.kl_coef >= 0, "algorithm.kl_coef", f"must be >= 0, got {self.kl_coef}")
         _check(self.clip_ratio > 0, "algorithm.clip_ratio", f"must be > 0, got {self.clip_ratio}")
         _check(self.dual_clip == 0 or self.dual_clip > 1, "algorithm.dual_clip", f"must be 0 or > 1, got {self.dual_clip}")

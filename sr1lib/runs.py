@@ -20,7 +20,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 from sr1lib import config as cfgmod
 from sr1lib.errors import Sr1Error
@@ -142,3 +142,24 @@ class RunDir:
             if p.exists():
                 keep = [r for r in read_jsonl(p) if r.get("step", 0) <= step]
                 write_text_atomic(p, "".join(json.dumps(r, default=str) + "\n" for r in keep))
+
+
+def find_runs(roots: str | Path | Iterable[str | Path], max_depth: int = 3) -> list[Path]:
+    """Run folders (holding config.json) at or below each root, sorted; a root that is itself a run
+    counts. Depth-limited so pointing at a big folder stays fast."""
+    if isinstance(roots, (str, Path)):
+        roots = [roots]
+    found: set[Path] = set()
+    for root in map(Path, roots):
+        if not root.exists():
+            raise Sr1Error(f"{root}: no such folder (expected a run folder or a folder of runs)")
+        frontier = [root]
+        for _ in range(max_depth + 1):
+            nxt = []
+            for d in frontier:
+                if (d / "config.json").is_file():
+                    found.add(d)
+                    continue  # checkpoints inside a run are not runs
+                nxt += [c for c in sorted(d.iterdir()) if c.is_dir() and not c.name.startswith(".")]
+            frontier = nxt
+    return sorted(found)

@@ -1,5 +1,5 @@
-"""Segments -> tensors: fast builders against their slow twins on random trajectories, packed against
-padded, and one hand-made case with every tensor spelled out."""
+"""Segments -> tensors: the fast builder against its slow twin on random trajectories, the padded rows
+against the trajectories' own tokens, and one hand-made case with every tensor spelled out."""
 
 from __future__ import annotations
 
@@ -8,8 +8,7 @@ import random
 import pytest
 import torch
 
-from sr1lib.masking import (build_packed, build_packed_slow, build_padded, build_padded_slow,
-                            packed_to_padded)
+from sr1lib.masking import build_padded, build_padded_slow
 from sr1lib.types import FEEDBACK, MODEL, PROMPT, RETRIEVED, QARecord, Segment, Trajectory
 
 REC = QARecord("t/1", "q?", ("a",), "t")
@@ -48,16 +47,8 @@ def test_hand_made_case():
     assert batch.attention_mask.tolist() == [[1, 1, 1, 1, 1, 1], [1, 1, 1, 0, 0, 0]]
     assert batch.position_ids.tolist() == [[0, 1, 2, 3, 4, 5], [0, 1, 2, 0, 0, 0]]
     assert batch.response_mask.tolist() == [[0, 0, 1, 1, 1, 1], [0, 1, 1, 0, 0, 0]]
-    assert batch.loss_mask.tolist() == [[0, 0, 1, 1, 0, 1], [0, 0, 1, 0, 0, 0]]
-    assert batch.logprob_mask.tolist() == [[0, 0, 1, 1, 0, 0], [0, 0, 1, 0, 0, 0]]
-    assert torch.allclose(batch.old_logprobs[0, 2:4], torch.tensor([-0.1, -0.2]))
+    assert batch.sampled_mask.tolist() == [[0, 0, 1, 1, 0, 1], [0, 0, 1, 0, 0, 0]]
     assert batch.lengths.tolist() == [6, 3] and batch.prompt_lengths.tolist() == [2, 1]
-    packed = build_packed([a, b])
-    assert packed.input_ids.tolist() == [[5, 6, 7, 8, 9, 10, 5, 11, 12]]
-    assert packed.position_ids.tolist() == [[0, 1, 2, 3, 4, 5, 0, 1, 2]]
-    assert packed.cu_seqlens.tolist() == [0, 6, 9] and packed.cu_seqlens.dtype == torch.int32
-    assert packed.loss_mask.tolist() == [[0, 0, 1, 1, 0, 1, 0, 0, 1]]
-    assert packed.max_seqlen == 6
 
 
 @pytest.mark.parametrize("seed", range(20))
@@ -65,23 +56,18 @@ def test_fast_equals_slow_on_random_trajectories(seed):
     rng = random.Random(seed)
     trajs = [random_trajectory(rng, i) for i in range(rng.randint(1, 7))]
     assert_same(build_padded(trajs, PAD), build_padded_slow(trajs, PAD))
-    assert_same(build_packed(trajs), build_packed_slow(trajs))
 
 
 @pytest.mark.parametrize("seed", range(10))
-def test_packed_and_padded_hold_the_same_tokens(seed):
+def test_padded_rows_hold_the_trajectories_tokens(seed):
     rng = random.Random(100 + seed)
     trajs = [random_trajectory(rng, i) for i in range(rng.randint(1, 7))]
-    padded, packed = build_padded(trajs, PAD), build_packed(trajs)
-    for name in ("input_ids", "position_ids", "response_mask", "loss_mask", "old_logprobs", "logprob_mask"):
-        back = packed_to_padded(getattr(packed, name)[0], packed.cu_seqlens)
-        want = getattr(padded, name) * padded.attention_mask.to(getattr(padded, name).dtype)
-        assert torch.equal(back, want), name
+    padded = build_padded(trajs, PAD)
     for b, tr in enumerate(trajs):
         row = padded.input_ids[b, : padded.lengths[b]]
         assert row.tolist() == [t for s in tr.segments for t in s.token_ids]
-        # loss_mask picks out exactly the model-sampled ids, in order; pads never count.
-        assert padded.input_ids[b][padded.loss_mask[b] == 1].tolist() == list(tr.model_token_ids)
+        # sampled_mask picks out exactly the model-sampled ids, in order; pads never count.
+        assert padded.input_ids[b][padded.sampled_mask[b] == 1].tolist() == list(tr.model_token_ids)
         assert int(padded.response_mask[b].sum()) == tr.n_response_tokens
 
 
@@ -92,13 +78,9 @@ def test_pad_to_multiple_and_device_move():
     assert batch.input_ids.shape[1] % 8 == 0
     assert int(batch.attention_mask.sum()) == sum(t.n_tokens for t in trajs)
     moved = batch.to("cpu")
-    assert torch.equal(moved.loss_mask, batch.loss_mask)
-    assert build_packed(trajs).to("cpu").max_seqlen == build_packed(trajs).max_seqlen
+    assert torch.equal(moved.sampled_mask, batch.sampled_mask)
 
 
 def test_errors():
     with pytest.raises(ValueError, match="no trajectories"):
         build_padded([], PAD)
-    packed = build_packed([traj(Segment(PROMPT, (1, 2), "p"))])
-    with pytest.raises(ValueError, match="leading batch dimension"):
-        packed_to_padded(packed.input_ids, packed.cu_seqlens)

@@ -15,7 +15,7 @@ pytest.importorskip("papermill")
 import nbformat  # noqa: E402
 
 import sr1lib.report.build as build  # noqa: E402
-import sr1lib.report.runner as execute_mod  # noqa: E402
+import sr1lib.experiments.execute as execute_mod  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -1,7 +1,7 @@
 """The rollout loop, branch by branch, with a scripted "model" and a real bm25s index.
 
 Every rollout here also goes through `check_rollout`: model segments are exactly the sampled ids
-and loss_mask is 1 exactly on them."""
+and sampled_mask is 1 exactly on them."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Shared pieces of the rollout tests: a real bm25s index over a small corpus written here, a
 generator proxy that records what was sampled, and the invariants checked on EVERY rollout:
-model segments are exactly the sampled ids (and log-probs), and loss_mask is 1 exactly on them."""
+model segments are exactly the sampled ids (and log-probs), and sampled_mask is 1 exactly on them."""
 
 from __future__ import annotations
 
@@ -117,15 +117,15 @@ def check_rollout(result: Any, rec: Recording, cfg: Any, pad_id: int = 0) -> Non
         assert tr.n_response_tokens <= cfg.max_response_tokens
     batch = build_padded(trajs, pad_id)
     for b, tr in enumerate(trajs):
-        picked = batch.input_ids[b][batch.loss_mask[b] == 1].tolist()
-        assert picked == list(tr.model_token_ids), "loss_mask must be 1 exactly on model tokens"
+        picked = batch.input_ids[b][batch.sampled_mask[b] == 1].tolist()
+        assert picked == list(tr.model_token_ids), "sampled_mask must be 1 exactly on model tokens"
         want = torch.zeros(batch.input_ids.shape[1])
         pos = 0
         for s in tr.segments:
             if s.source == MODEL:
                 want[pos: pos + len(s.token_ids)] = 1
             pos += len(s.token_ids)
-        assert torch.equal(batch.loss_mask[b], want)
+        assert torch.equal(batch.sampled_mask[b], want)
     assert result.timings["turns"] == len(rec.outputs)
     assert set(result.timings) >= {"generate_s", "retrieve_s", "other_s", "total_s", "retriever_calls", "turns"}
 

@@ -14,7 +14,7 @@ import pytest
 from sr1lib.experiments.pipeline import METHODS, hop_means
 
 ROOT = Path(__file__).resolve().parent.parent
-STAGES = ("world", "pretrain", "index", "ppo", "grpo", "ppo_nomask", "eval")
+STAGES = ("world", "pretrain", "index", "ppo", "grpo", "ppo-nomask", "eval")
 
 
 def sr1(args: list[str], cwd: Path, cache: Path) -> subprocess.CompletedProcess:
@@ -57,14 +57,14 @@ def test_summary_has_every_method_hop_and_stage(first):
 def test_run_folders_hold_checkpoints_metrics_and_evaluations(first):
     tmp, out, _ = first
     s = json.loads((out / "summary.json").read_text())
-    for method in ("ppo", "grpo", "ppo_nomask"):
+    for method in ("ppo", "grpo", "ppo-nomask"):
         run = Path(s["training"][method]["run"])
         assert run.parent == out / "runs"
         cfg = json.loads((run / "config.json").read_text())
         assert cfg["algorithm"]["name"] == ("grpo" if method == "grpo" else "ppo")
-        assert cfg["algorithm"]["mask_retrieved"] is (method != "ppo_nomask")
+        assert cfg["algorithm"]["mask_retrieved"] is (method != "ppo-nomask")
         assert list((run / "checkpoints").iterdir()), f"{run} saved no checkpoint"
-    for name in ("base", "ppo", "grpo", "ppo_nomask"):
+    for name in ("base", "ppo", "grpo", "ppo-nomask"):
         report = json.loads((out / "eval" / f"{name}.json").read_text())
         assert set(report["results"]) == {"toy-1hop", "toy-2hop"}
     rows = (out / "training_metrics.csv").read_text().splitlines()
@@ -77,14 +77,14 @@ def test_rerun_resumes_and_a_fresh_folder_reproduces_the_numbers(first):
     again = sr1(["toyworld", "run", "--profile", "smoke", "--out", str(out), "--quiet"], tmp, tmp / "cache")
     assert again.returncode == 0, again.stderr[-3000:]
     s1 = json.loads((out / "summary.json").read_text())
-    assert {m: r["status"] for m, r in s1["training"].items()} == dict.fromkeys(("ppo", "grpo", "ppo_nomask"),
+    assert {m: r["status"] for m, r in s1["training"].items()} == dict.fromkeys(("ppo", "grpo", "ppo-nomask"),
                                                                                   "reused")
     # a second pipeline from the same cache into a new folder trains and evaluates again: same numbers
     other = tmp / "b"
     proc = sr1(["toyworld", "run", "--profile", "smoke", "--out", str(other), "--quiet"], tmp, tmp / "cache")
     assert proc.returncode == 0, proc.stderr[-3000:]
     s2 = json.loads((other / "summary.json").read_text())
-    assert {m: r["status"] for m, r in s2["training"].items()} == dict.fromkeys(("ppo", "grpo", "ppo_nomask"),
+    assert {m: r["status"] for m, r in s2["training"].items()} == dict.fromkeys(("ppo", "grpo", "ppo-nomask"),
                                                                                   "trained")
     assert s2["em"] == s1["em"] and s2["searches_per_question"] == s1["searches_per_question"]
     assert (other / "training_metrics.csv").read_text().count("\n") == (out / "training_metrics.csv").read_text().count("\n")

@@ -140,3 +140,20 @@ def test_run_folder_rules(answer_model, task_files, tmp_path):
         train(cfg, progress=False)
     with pytest.raises(Sr1Error, match=r"cannot resume with a different algorithm.clip_ratio"):
         train(C.with_overrides(cfg, ["algorithm.clip_ratio=0.3"]), resume=True, progress=False)
+
+
+def test_prompt_mode_is_recorded_in_the_run_folder_and_kept_on_resume(answer_model, task_files, tmp_path):
+    # a RAG run says so in its config.json; resuming from that config stays RAG, and a config that
+    # would switch it back to search is refused instead of silently changing the protocol
+    cfg = task_config(answer_model, task_files, tmp_path, "train.steps=1", "train.log_rollouts=1")
+    config_file = tmp_path / "base.json"
+    C.save(cfg, config_file)
+    assert cli_main(["train", "--config", str(config_file), "--prompt-mode", "rag", "--quiet"]) == 0
+    run = RunDir.open(cfg.run_dir)
+    assert run.config().rollout.prompt_mode == "rag"
+    assert cli_main(["train", "--config", str(run.path / "config.json"), "--set", "train.steps=2", "--resume",
+                     "--quiet"]) == 0
+    prompts = [t.segments[0].text for _, t in run.rollouts()]
+    assert [s for s, _ in run.rollouts()] == [1, 2] and all("<information>" in p for p in prompts)
+    with pytest.raises(Sr1Error, match=r"cannot resume with a different rollout.prompt_mode"):
+        train(C.with_overrides(cfg, ["train.steps=3"]), resume=True, progress=False)

@@ -11,7 +11,9 @@ import torch
 from sr1lib.config import AlgorithmConfig
 from sr1lib.masking import build_padded
 from sr1lib.models import load_policy
-from sr1lib.train.models import batched_logprobs, batched_values, forward_logprobs, load_critic
+from sr1lib.train.batched import TokenBatch, batched_logprobs, batched_values
+from sr1lib.train.forward import forward_logprobs
+from sr1lib.train.networks import load_critic
 from sr1lib.train.step import token_masks
 from sr1lib.train.update import (CriticBatch, NonFiniteLossError, PolicyBatch, PolicyLossConfig,
                                  accumulate_policy_grads, update_critic, update_policy)
@@ -54,7 +56,7 @@ def make_batch(vocab: int, seed: int = 0, shared: bool = False):
 def policy_batch(pb, algo: AlgorithmConfig, seed: int = 1, **kw) -> PolicyBatch:
     g = torch.Generator().manual_seed(seed)
     adv = torch.randn(pb.input_ids.shape[0], pb.input_ids.shape[1] - 1, generator=g)
-    return PolicyBatch(pb.input_ids, pb.attention_mask, pb.position_ids, pb.lengths, pb.prompt_lengths,
+    return PolicyBatch(TokenBatch.of(pb),
                        token_masks(pb, algo)["policy"], adv, **kw)
 
 
@@ -63,8 +65,7 @@ def test_logprobs_match_a_row_by_row_full_forward(tiny, shared):
     # shared: each distinct prompt is encoded once (sr1lib.train.prefix), on micro-batches of 2 and 5
     model, tok = tiny
     pb = make_batch(len(tok), shared=shared)
-    got = batched_logprobs(model, pb.input_ids, pb.attention_mask, pb.position_ids, pb.lengths,
-                           pb.prompt_lengths, micro_batch_size=2 if not shared else 5, temperature=0.7,
+    got = batched_logprobs(model, TokenBatch.of(pb), micro_batch_size=2 if not shared else 5, temperature=0.7,
                            autocast_ctx=NOCTX, share_prefix=shared)
     for b in range(pb.input_ids.shape[0]):
         n = int(pb.lengths[b])
@@ -86,7 +87,7 @@ def test_prefix_sharing_passes_the_cache_under_the_name_this_transformers_expect
     pb = make_batch(len(tok), shared=True)
     with warnings.catch_warnings():
         warnings.simplefilter("error", FutureWarning)
-        batched_logprobs(model, pb.input_ids, pb.attention_mask, pb.position_ids, pb.lengths, pb.prompt_lengths,
+        batched_logprobs(model, TokenBatch.of(pb),
                          micro_batch_size=0, temperature=1.0, autocast_ctx=NOCTX, share_prefix=True)
 
 
@@ -94,10 +95,10 @@ def test_token_masks_follow_the_algorithm_switches():
     pb = make_batch(50)
     on = token_masks(pb, AlgorithmConfig(mask_retrieved=True))
     off = token_masks(pb, AlgorithmConfig(mask_retrieved=False, critic_sees_retrieved=False))
-    assert torch.equal(on["policy"], pb.loss_mask[:, 1:]) and on["obs"] is None
+    assert torch.equal(on["policy"], pb.sampled_mask[:, 1:]) and on["obs"] is None
     assert torch.equal(off["policy"], pb.response_mask[:, 1:])
-    assert torch.equal(off["obs"], pb.response_mask[:, 1:] - pb.loss_mask[:, 1:])
-    assert torch.equal(off["value"], pb.loss_mask[:, 1:]) and torch.equal(on["value"], pb.response_mask[:, 1:])
+    assert torch.equal(off["obs"], pb.response_mask[:, 1:] - pb.sampled_mask[:, 1:])
+    assert torch.equal(off["value"], pb.sampled_mask[:, 1:]) and torch.equal(on["value"], pb.response_mask[:, 1:])
 
 
 class LogitsSpy(torch.nn.Module):
@@ -134,7 +135,7 @@ def test_masking_zeroes_the_gradient_of_retrieved_tokens_only(tiny, mode):
     pb = make_batch(len(tok))
     on = logit_grads_by_target(model, pb, AlgorithmConfig(mask_retrieved=True), mode)
     off = logit_grads_by_target(model, pb, AlgorithmConfig(mask_retrieved=False), mode)
-    model_t, env_t = pb.loss_mask[:, 1:] > 0, (pb.response_mask - pb.loss_mask)[:, 1:] > 0
+    model_t, env_t = pb.sampled_mask[:, 1:] > 0, (pb.response_mask - pb.sampled_mask)[:, 1:] > 0
     # masking on: exactly zero gradient from every retrieved / feedback token, non-zero on model tokens
     assert on[env_t].abs().max() == 0 and (on[model_t] > 0).all()
     # masking off: retrieved and feedback tokens get a gradient too
@@ -142,7 +143,7 @@ def test_masking_zeroes_the_gradient_of_retrieved_tokens_only(tiny, mode):
     if mode == "seq-mean-token-sum":  # the denominator does not depend on the mask: model tokens unchanged
         torch.testing.assert_close(on[model_t], off[model_t])
     else:  # token-mean divides by more tokens when retrieved ones count: model tokens scale down
-        ratio = float(pb.loss_mask[:, 1:].sum() / pb.response_mask[:, 1:].sum())
+        ratio = float(pb.sampled_mask[:, 1:].sum() / pb.response_mask[:, 1:].sum())
         torch.testing.assert_close(off[model_t], on[model_t] * ratio)
 
 
@@ -159,8 +160,7 @@ def test_one_batch_equals_micro_batches(tiny, mode):
     model, tok = tiny
     pb = make_batch(len(tok))
     g = torch.Generator().manual_seed(5)
-    ref = batched_logprobs(model, pb.input_ids, pb.attention_mask, pb.position_ids, pb.lengths,
-                           pb.prompt_lengths, micro_batch_size=0, temperature=1.0, autocast_ctx=NOCTX)
+    ref = batched_logprobs(model, TokenBatch.of(pb), micro_batch_size=0, temperature=1.0, autocast_ctx=NOCTX)
     old = ref + 0.1 * torch.randn(ref.shape, generator=g)  # ratios != 1, so clipping is exercised
     batch = policy_batch(pb, AlgorithmConfig(), old_logprob=old, ref_logprob=ref - 0.05)
     cfg = PolicyLossConfig(loss_agg_mode=mode, kl_coef=0.1, entropy_coef=0.01)
@@ -182,12 +182,11 @@ def test_a_row_without_trained_tokens_does_not_dilute_the_update(tiny, mode):
     # across micro-batches follows the same rule: zeroing row 1's mask equals leaving row 1 out.
     model, tok = tiny
     pb = make_batch(len(tok))
-    ref = batched_logprobs(model, pb.input_ids, pb.attention_mask, pb.position_ids, pb.lengths,
-                           pb.prompt_lengths, micro_batch_size=0, temperature=1.0, autocast_ctx=NOCTX)
+    ref = batched_logprobs(model, TokenBatch.of(pb), micro_batch_size=0, temperature=1.0, autocast_ctx=NOCTX)
     batch = policy_batch(pb, AlgorithmConfig(), old_logprob=ref + 0.1, ref_logprob=ref - 0.05)
-    mask = batch.mask.clone()
+    mask = batch.policy_mask.clone()
     mask[1] = 0
-    masked = PolicyBatch(**{**vars(batch), "mask": mask})
+    masked = PolicyBatch(**{**vars(batch), "policy_mask": mask})
     keep = torch.tensor([0, 2, 3, 4])
     dropped = PolicyBatch(**{k: None if v is None else v[keep] for k, v in vars(batch).items()})
     cfg = PolicyLossConfig(loss_agg_mode=mode, kl_coef=0.1, entropy_coef=0.01)
@@ -206,7 +205,7 @@ def test_critic_one_batch_equals_micro_batches(tiny_model_dir):
     pb = make_batch(critic.config.vocab_size)
     g = torch.Generator().manual_seed(2)
     shape = (pb.input_ids.shape[0], pb.input_ids.shape[1] - 1)
-    batch = CriticBatch(pb.input_ids, pb.attention_mask, pb.position_ids, pb.lengths, pb.prompt_lengths,
+    batch = CriticBatch(TokenBatch.of(pb),
                         pb.response_mask[:, 1:], torch.randn(shape, generator=g), 0.1 * torch.randn(shape, generator=g))
     deltas = []
     for micro in (0, 2):
@@ -241,7 +240,7 @@ def test_prefix_sharing_gives_the_plain_values_and_gradients(tiny, tiny_model_di
     pb = make_batch(len(tok), shared=True)
     algo = AlgorithmConfig(mask_retrieved=False)
     cfg = dict(loss_agg_mode="token-mean", kl_coef=0.1, entropy_coef=0.01)
-    ref = batched_logprobs(model, pb.input_ids, pb.attention_mask, pb.position_ids, pb.lengths, pb.prompt_lengths,
+    ref = batched_logprobs(model, TokenBatch.of(pb),
                            micro_batch_size=0, temperature=1.0, autocast_ctx=NOCTX)
     grads, stats = [], []
     for share in (False, True):
@@ -256,7 +255,7 @@ def test_prefix_sharing_gives_the_plain_values_and_gradients(tiny, tiny_model_di
     for k in ("loss", "entropy", "kl"):
         torch.testing.assert_close(stats[1][k], stats[0][k], atol=1e-5, rtol=1e-5)
     critic = load_critic(tiny_model_dir, seed=0)
-    v = [batched_values(critic, pb.input_ids, pb.attention_mask, pb.position_ids, pb.lengths, pb.prompt_lengths,
+    v = [batched_values(critic, TokenBatch.of(pb),
                         micro_batch_size=0, autocast_ctx=NOCTX, share_prefix=s) for s in (False, True)]
     resp = pb.response_mask[:, 1:]
     torch.testing.assert_close(v[1] * resp, v[0] * resp, atol=1e-5, rtol=1e-5)
@@ -265,7 +264,7 @@ def test_prefix_sharing_gives_the_plain_values_and_gradients(tiny, tiny_model_di
 def test_gradient_checkpointing_and_lora_give_the_plain_gradient(tiny_model_dir):
     # build_models' options change memory, not math: the same gradient with activation
     # checkpointing, and LoRA's reference pass (adapters disabled) equals the base model
-    from sr1lib.train.models import build_models
+    from sr1lib.train.networks import build_models
 
     kw = dict(device=torch.device("cpu"), seed=0, need_ref=False, need_critic=False)
     plain = build_models(tiny_model_dir, **kw)
@@ -282,10 +281,10 @@ def test_gradient_checkpointing_and_lora_give_the_plain_gradient(tiny_model_dir)
     for k in grads[0]:
         torch.testing.assert_close(grads[1][k], grads[0][k], atol=1e-6, rtol=1e-5)
     lora = build_models(tiny_model_dir, lora_r=4, **{**kw, "need_ref": True})
-    args = (pb.input_ids, pb.attention_mask, pb.position_ids, pb.lengths, pb.prompt_lengths)
+    tokens = TokenBatch.of(pb)
     with lora.reference() as ref:
-        got = batched_logprobs(ref, *args, micro_batch_size=0, temperature=1.0, autocast_ctx=NOCTX)
-    want = batched_logprobs(plain.policy.eval(), *args, micro_batch_size=0, temperature=1.0, autocast_ctx=NOCTX)
+        got = batched_logprobs(ref, tokens, micro_batch_size=0, temperature=1.0, autocast_ctx=NOCTX)
+    want = batched_logprobs(plain.policy.eval(), tokens, micro_batch_size=0, temperature=1.0, autocast_ctx=NOCTX)
     torch.testing.assert_close(got, want)
     assert sum(p.numel() for p in lora.policy.parameters() if p.requires_grad) < 0.2 * sum(
         p.numel() for p in plain.policy.parameters())
@@ -295,22 +294,21 @@ def test_entropy_is_reported_over_sampled_tokens_whatever_the_loss_trains_on(tin
     """Training on retrieved tokens (masking off) must not change the entropy the metrics report:
     it is the policy's entropy where it sampled; the loss mask's mean is a second metric."""
     from sr1lib.algos import masked_mean
-    from sr1lib.train.models import policy_forward
+    from sr1lib.train.batched import policy_forward
 
     model, tok = tiny
     pb = make_batch(len(tok))
     masks = token_masks(pb, AlgorithmConfig(mask_retrieved=False))
     with torch.no_grad():
-        _, ent = policy_forward(model, pb.input_ids, pb.attention_mask, pb.position_ids, pb.lengths,
-                                pb.prompt_lengths, temperature=1.0, with_entropy=True)
+        _, ent = policy_forward(model, TokenBatch.of(pb), temperature=1.0, with_entropy=True)
     got = {}
     for masked in (True, False):
-        batch = policy_batch(pb, AlgorithmConfig(mask_retrieved=masked), sampled=masks["model"])
+        batch = policy_batch(pb, AlgorithmConfig(mask_retrieved=masked), sampled_mask=masks["sampled"])
         m = copy.deepcopy(model)
         got[masked] = update_policy(m, torch.optim.SGD(m.parameters(), lr=0.0), batch, PolicyLossConfig(),
                                     ppo_epochs=1, mini_batch_size=0, micro_batch_size=2, grad_clip=0.0,
                                     autocast_ctx=NOCTX)
-    want, over_response = float(masked_mean(ent, masks["model"])), float(masked_mean(ent, masks["response"]))
+    want, over_response = float(masked_mean(ent, masks["sampled"])), float(masked_mean(ent, masks["response"]))
     assert abs(want - over_response) > 1e-5 * want  # the two means differ, so the check can fail
     assert got[True]["entropy"] == pytest.approx(want, rel=1e-6)
     assert got[False]["entropy"] == pytest.approx(want, rel=1e-6)

@@ -46,7 +46,7 @@ def lines_by_label(ax):
 
 def test_frame_labels_variants_and_derives_valid_searches(runs):
     df = metrics_frame(runs)
-    assert set(df["variant"]) == {"grpo", "ppo", "ppo (no mask)"}
+    assert set(df["variant"]) == {"grpo", "ppo", "ppo-nomask"}
     assert len(df) == 12
     row = df[(df["run"] == "grpo-s0") & (df["step"] == 2)].iloc[0]
     assert row["valid_searches_mean"] == pytest.approx(1.2 * 0.5)
@@ -92,12 +92,12 @@ def test_response_length_figure_and_summary(runs):
     study = response_length_study(runs)
     fig = response_length_figure(study["frame"])
     a, b = fig.axes[0], fig.axes[1]
-    nomask = lines_by_label(a)["ppo (no mask): response length"]
+    nomask = lines_by_label(a)["ppo-nomask: response length"]
     assert list(nomask.get_ydata()) == [120.0, 80.0, 150.0]
     assert "valid searches" in b.get_ylabel()
     summary = study["summary"].set_index("variant")
-    assert bool(summary.loc["ppo (no mask)", "length_dips_then_rises"]) is True
-    assert summary.loc["ppo (no mask)", "length_min_step"] == 2
+    assert bool(summary.loc["ppo-nomask", "length_dips_then_rises"]) is True
+    assert summary.loc["ppo-nomask", "length_min_step"] == 2
     assert bool(summary.loc["grpo", "length_dips_then_rises"]) is False  # flat at 100
 
 
@@ -108,7 +108,7 @@ def test_final_table_means_over_seeds_and_counts_alarm_steps(runs):
     assert final.loc["grpo", "val_em_std"] == pytest.approx(math.sqrt(0.02))
     assert final.loc["grpo", "alarm_steps"] == 1 and final.loc["grpo", "alarms"] == "entropy_drop"
     assert not final.loc["grpo", "stable"] and final.loc["ppo", "stable"]
-    assert math.isnan(final.loc["ppo (no mask)", "val_em"])  # never validated: no number invented
+    assert math.isnan(final.loc["ppo-nomask", "val_em"])  # never validated: no number invented
     from sr1lib.viz import final_table_html
 
     html = final_table_html(final.reset_index())

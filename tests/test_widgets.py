@@ -12,7 +12,8 @@ import pytest
 from sr1lib.rewards import exact_match
 from sr1lib.types import MODEL, PROMPT, RETRIEVED
 from sr1lib.widgets import filter_trajectories, load_trajectories, render_comparison_html, render_trajectory_html
-from sr1lib.widgets.select import find_runs, same_question
+from sr1lib.runs import find_runs
+from sr1lib.views.select import same_question
 from tests.test_rollout_support import bm25_dir, corpus_file  # noqa: F401  (fixtures)
 from tests.viz_support import INJECTION, scripted_run
 

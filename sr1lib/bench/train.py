@@ -135,8 +135,9 @@ def sr1_stepper(model: Path, args: Any, device: str) -> Any:
         "algorithm.name=grpo", f"algorithm.kl_coef={args.kl}", "algorithm.kl_type=low_var_kl",
         "algorithm.loss_agg_mode=token-mean", f"rollout.group_size={args.group}",
         f"rollout.max_new_tokens={args.max_new_tokens}", f"rollout.max_response_tokens={args.max_new_tokens}",
-        "rollout.max_prompt_tokens=4096", "rollout.max_turns=0", f"train.batch_size={args.questions}"])
-    trainer = Trainer(cfg, retriever=None, reward_fn=lambda r, g: reward_text(r), prompt_mode="no_search")
+        "rollout.max_prompt_tokens=4096", "rollout.max_turns=0", "rollout.prompt_mode=no_search",
+        f"train.batch_size={args.questions}"])
+    trainer = Trainer(cfg, retriever=None, reward_fn=lambda r, g: reward_text(r))
     records = [QARecord(f"bench/{i}", QUESTIONS[i % len(QUESTIONS)] + f" ({i})", ("nile",), "bench")
                for i in range(args.questions)]
     counter = [0]

@@ -11,6 +11,11 @@ from __future__ import annotations
 
 import json
 
+from sr1lib.config import RetrievalConfig, RolloutConfig, TrainConfig
+
+# defaults are the run config's (tests/test_settings.py holds them together)
+_R, _K, _T = RolloutConfig(), RetrievalConfig(), TrainConfig()
+
 
 def register(sub) -> None:
     from sr1lib.evaluate.methods import METHODS
@@ -28,19 +33,20 @@ def register(sub) -> None:
                         "hotpotqa-100 toy[:PROFILE[:SEED]]")
     p.add_argument("--method", nargs="+", required=True, metavar="METHOD",
                    help=f"methods: {' '.join(METHODS)}")
-    p.add_argument("--topk", type=int, default=3, help="passages per search (the paper: 3)")
-    p.add_argument("--max-turns", type=int, default=4, help="search budget per question (the paper: 4)")
+    p.add_argument("--topk", type=int, default=_K.topk, help="passages per search (the paper: 3)")
+    p.add_argument("--max-turns", type=int, default=_R.max_turns, help="search budget per question (the paper: 4)")
     p.add_argument("--limit", type=int, default=None, help="the first N questions of each dataset")
     p.add_argument("--out", required=True, help="report JSON; predictions go to OUT.predictions.jsonl")
     p.add_argument("--no-resume", action="store_true", help="start over instead of resuming from --out's predictions")
     p.add_argument("--batch-size", type=int, default=32, help="questions generated together")
-    p.add_argument("--max-new-tokens", type=int, default=128, help="tokens per generation turn")
-    p.add_argument("--max-response-tokens", type=int, default=512, help="response budget per question")
-    p.add_argument("--max-prompt-tokens", type=int, default=2048,
+    p.add_argument("--max-new-tokens", type=int, default=_R.max_new_tokens, help="tokens per generation turn")
+    p.add_argument("--max-response-tokens", type=int, default=_R.max_response_tokens,
+                   help="response budget per question")
+    p.add_argument("--max-prompt-tokens", type=int, default=_R.max_prompt_tokens,
                    help="context budget (rollout.max_prompt_tokens); a prompt longer than this is an error")
     p.add_argument("--tokenizer", default=None,
                    help="tokenizer folder for oracles and openai: endpoints (default: count words)")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--device", default=_T.device, help="auto | cpu | cuda | cuda:N")
     p.add_argument("--index-backend", default="bm25s", choices=["bm25s", "pyserini"],
                    help="backend for indexing a dataset's own corpus when --retriever is not given")
     p.add_argument("--data-root", default="data/downloads", help="where data/download.py put the datasets")

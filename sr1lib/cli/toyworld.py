@@ -40,8 +40,8 @@ def register(sub) -> None:
 
     r = tw.add_parser("run", help="the whole pipeline: world, base model, PPO, GRPO, PPO without masking, "
                                   "evaluation; writes DIR/summary.json")
-    r.add_argument("--profile", default="quick", help="smoke (seconds) | quick (the main job) | full (the larger "
-                                                      "research setting); docs/BENCHMARKS.md gives their times")
+    r.add_argument("--profile", default="quick", help="smoke (structure only) | quick (the main job) | full (the "
+                                                      "larger research setting)")
     r.add_argument("--out", default="", help="output folder (default runs/toyworld-PROFILE-sSEED); reruns resume")
     r.add_argument("--seed", type=int, default=0, help="world and training seed (default 0)")
     r.add_argument("--device", default="cpu", help="cpu | cuda | auto (default cpu)")
@@ -61,7 +61,7 @@ def register(sub) -> None:
                    help="init-jitter seeds (0 = none): low-bit noise on the base model's initial weights, "
                         "another stand-in for another machine (default 0)")
     w.add_argument("--methods", type=lambda s: [m for m in s.split(",") if m], default=["ppo", "grpo"],
-                   help="RL methods: ppo, grpo, ppo_nomask (default ppo,grpo)")
+                   help="RL methods: ppo, grpo, ppo-nomask (default ppo,grpo)")
     w.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="an RL config override for every run, as `sr1 train --set` (repeatable)")
     w.add_argument("--out", default="", help="output folder (default runs/toyworld-sweep-PROFILE); reruns resume")

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 
+from sr1lib.choices import PROMPT_MODES
+
 
 def register(sub) -> None:
     p = sub.add_parser("train", help="train a policy with RL (PPO / GRPO / RLOO / REINFORCE) from a config",
@@ -21,8 +23,9 @@ def register(sub) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a field, e.g. --set algorithm.name=ppo --set train.lr=1e-6 (repeatable)")
     p.add_argument("--resume", action="store_true", help="continue the run in out_dir/name from its latest checkpoint")
-    p.add_argument("--prompt-mode", default="search", choices=["search", "no_search", "rag"],
-                   help="prompt protocol of the rollouts (search = Search-R1)")
+    p.add_argument("--prompt-mode", default=None, choices=PROMPT_MODES,
+                   help="shorthand for --set rollout.prompt_mode=MODE (search = Search-R1); the run folder's "
+                        "config records it, so --resume keeps it")
     p.add_argument("--show-config", action="store_true", help="print the resolved config as JSON and exit")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -32,13 +35,14 @@ def run(args) -> int:
     from sr1lib import config as cfgmod
 
     cfg = cfgmod.load(args.config) if args.config else cfgmod.RunConfig()
-    cfg = cfgmod.with_overrides(cfg, args.set)
+    prompt_mode = [f"rollout.prompt_mode={args.prompt_mode}"] if args.prompt_mode else []
+    cfg = cfgmod.with_overrides(cfg, prompt_mode + args.set)
     if args.show_config:
         print(json.dumps(cfgmod.to_dict(cfg), indent=2))
         return 0
     from sr1lib.train import train
 
-    run_dir = train(cfg, resume=args.resume, progress=not args.quiet, prompt_mode=args.prompt_mode)
+    run_dir = train(cfg, resume=args.resume, progress=not args.quiet)
     rows = run_dir.metrics()
     if rows:
         last = rows[-1]

@@ -16,7 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
-from sr1lib.config import RolloutConfig
+from sr1lib.config import RetrievalConfig, RolloutConfig, TrainConfig
 from sr1lib.errors import Sr1Error
 from sr1lib.evaluate.datasets import EvalDataset, cache_root, resolve_dataset
 from sr1lib.evaluate.methods import METHODS, get_method
@@ -81,12 +81,17 @@ def _open_retrievers(retriever: Any, sets: list[EvalDataset], needed: bool, back
     return chosen, list(opened.values())
 
 
+# The rollout settings' defaults are the run config's, so an evaluation and a training run agree
+_R, _K, _T = RolloutConfig(), RetrievalConfig(), TrainConfig()
+
+
 def evaluate(model: Any, retriever: Any = None, datasets: Sequence[str] = ("hotpotqa-100",),
-             methods: Sequence[str] = ("search-r1",), *, topk: int = 3, max_turns: int = 4,
+             methods: Sequence[str] = ("search-r1",), *, topk: int = _K.topk, max_turns: int = _R.max_turns,
              limit: int | None = None, out: str | Path | None = None, batch_size: int = 32,
-             progress: bool = True, resume: bool = True, max_new_tokens: int = 128,
-             max_response_tokens: int = 512, max_obs_tokens: int = 256, max_prompt_tokens: int = 2048,
-             tokenizer: str | Path | None = None, device: str = "auto", index_backend: str = "bm25s",
+             progress: bool = True, resume: bool = True, max_new_tokens: int = _R.max_new_tokens,
+             max_response_tokens: int = _R.max_response_tokens, max_obs_tokens: int = _R.max_obs_tokens,
+             max_prompt_tokens: int = _R.max_prompt_tokens, tokenizer: str | Path | None = None,
+             device: str = _T.device, index_backend: str = "bm25s",
              data_root: str | Path = "data/downloads") -> dict[str, Any]:
     """Evaluate `model` on `datasets` x `methods`; returns (and writes to `out`) the report.
 

@@ -11,7 +11,8 @@
 Defaults run the toy world (`sr1lib.toyworld`) on CPU; `model=`, `data=`, `index=` point a job
 at real models, data and indexes. Every job takes `artifacts=` (a folder for `sr1 report`).
 Modules: setup (what a job runs against), profiles (sizes per profile), frames (run folders into
-tables), artifacts (what reports collect), and one module per job.
+tables), artifacts (what reports collect), execute (a notebook through papermill), and one module
+per job.
 """
 
 from __future__ import annotations

@@ -16,17 +16,13 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from sr1lib.errors import Sr1Error
-from sr1lib.experiments.training import default_run_name, name_prefix, parse_variant, variant_slug
+from sr1lib.experiments.variants import default_run_name, name_prefix, parse_variant, variant_slug
 
 VIA = ("papermill", "direct")
 
 
 def ablation(profile: str = "quick", seeds: Sequence[int] = (0,),
-             variants: Sequence[str] = ("ppo", "grpo", "reinforce", "ppo-nomask"), *, steps: int = 24,
-             batch_size: int = 8, group_size: int = 5, lr: float = 2e-4, kl_coef: float = 0.001,
-             critic_lr: float = 1e-3, max_turns: int = 3, max_new_tokens: int = 48, max_response_tokens: int = 320,
-             topk: int = 3, val_every: int = 6, val_limit: int = 20, log_rollouts: int = 8,
-             micro_batch_size: int = 10, device: str = "auto",
+             variants: Sequence[str] = ("ppo", "grpo", "reinforce", "ppo-nomask"), *, overrides: Sequence[str] = (),
              model: str = "", data: str = "", val_data: str = "", index: str = "", runs_root: str = "runs/notebooks",
              executed_dir: str = "", via: str = "papermill", progress: bool = True,
              artifacts: str = "") -> dict[str, Any]:
@@ -47,16 +43,12 @@ def ablation(profile: str = "quick", seeds: Sequence[int] = (0,),
     t0 = time.perf_counter()
     root = Path(runs_root).resolve()
     executed = Path(executed_dir).resolve() if executed_dir else root / "notebooks"
-    sizes = dict(steps=steps, batch_size=batch_size, group_size=group_size, lr=lr, kl_coef=kl_coef,
-                 critic_lr=critic_lr, max_turns=max_turns, max_new_tokens=max_new_tokens,
-                 max_response_tokens=max_response_tokens, topk=topk, val_every=val_every, val_limit=val_limit,
-                 log_rollouts=log_rollouts, micro_batch_size=micro_batch_size)
     runs, notebooks, errors = [], [], {}
     jobs = [(v, algo, mask, seed) for seed in seeds for v, algo, mask in parsed]
     for i, (v, algo, mask, seed) in enumerate(jobs, 1):
         name = default_run_name(name_prefix(profile, model, data), algo, mask, seed)
-        params = dict(profile=profile, seed=seed, algorithm=algo, mask_retrieved=mask, device=device, model=model,
-                      data=data, val_data=val_data, index=index, runs_root=str(root), run_name=name, **sizes)
+        params = dict(profile=profile, seed=seed, algorithm=algo, mask_retrieved=mask, overrides=list(overrides),
+                      model=model, data=data, val_data=val_data, index=index, runs_root=str(root), run_name=name)
         print(f"[ablation] ({i}/{len(jobs)}) {variant_slug(algo, mask)} seed {seed} ...", flush=True)
         err = _run_one(params, executed / f"02_train-{name}.ipynb", via, progress)
         if via == "papermill":
@@ -72,7 +64,7 @@ def ablation(profile: str = "quick", seeds: Sequence[int] = (0,),
     out = {"runs": runs, "executed": notebooks, "errors": errors, "frame": frame, "final": final_table(frame),
            "seconds": round(time.perf_counter() - t0, 1)}
     from sr1lib.experiments.artifacts import markdown_table, publish
-    from sr1lib.viz import final_table_html
+    from sr1lib.views.tables import final_table_html
 
     note = "".join(f"\n- {k}: failed ({e})" for k, e in errors.items())
     publish(artifacts, {k: v for k, v in out.items() if k != "frame"}, markdown_table(out["final"]) + note,
@@ -93,7 +85,7 @@ def _run_one(params: dict[str, Any], out: Path, via: str, progress: bool) -> str
             return f"{type(e).__name__}: {e}"
         print(f"[ablation] ({res['status']} in {time.perf_counter() - t0:.0f} s)", flush=True)
         return None
-    from sr1lib.report.runner import execute
+    from sr1lib.experiments.execute import execute
 
     res = execute("02_train", out, {**params, "progress": False})
     print(f"[ablation] ({res['status']} in {res['seconds']:.0f} s: {out.name})", flush=True)

@@ -70,9 +70,8 @@ def _merge(into: dict[str, Any], report: dict[str, Any], rename: dict[str, str])
 def evaluate_table(profile: str = "quick", seed: int = 0, *, runs: Sequence[str] = (),
                    runs_root: str = "runs/notebooks",
                    methods: Sequence[str] = ("direct", "rag", "search-r1"), datasets: Sequence[str] = (),
-                   limit: int = 0, by_hop: bool = True, model: str = "", index: str = "", topk: int = 3,
-                   max_turns: int = 3, max_new_tokens: int = 48, max_response_tokens: int = 320,
-                   device: str = "auto", out_dir: str = "", progress: bool = True,
+                   limit: int = 0, by_hop: bool = True, overrides: Sequence[str] = (), model: str = "",
+                   index: str = "", out_dir: str = "", progress: bool = True,
                    artifacts: str = "") -> dict[str, Any]:
     """Evaluate the base model with `methods` and every trained run with `search-r1`.
 
@@ -85,6 +84,7 @@ def evaluate_table(profile: str = "quick", seed: int = 0, *, runs: Sequence[str]
     from sr1lib.evaluate import evaluate, render_table
     from sr1lib.evaluate.scoring import averages
     from sr1lib.experiments.frames import runs_in
+    from sr1lib.experiments.profiles import run_config
     from sr1lib.experiments.setup import cache_dir, resolve_setup
 
     setup = resolve_setup(profile, seed, model=model, index=index, progress=progress)
@@ -92,8 +92,11 @@ def evaluate_table(profile: str = "quick", seed: int = 0, *, runs: Sequence[str]
         datasets = hop_files(setup.test, cache_dir() / "eval") if by_hop else [setup.test]
     run_list = [Path(r) for r in runs] if runs else (runs_in(runs_root) if Path(runs_root).exists() else [])
     out = Path(out_dir or Path(runs_root) / "eval")
-    common = dict(topk=topk, max_turns=max_turns, max_new_tokens=max_new_tokens,
-                  max_response_tokens=max_response_tokens, limit=limit or None, device=device, progress=progress)
+    run = run_config(profile, overrides)  # the profile's rollout settings, as its training runs use them
+    r = run.rollout
+    common = dict(topk=run.retrieval.topk, max_turns=r.max_turns, max_new_tokens=r.max_new_tokens,
+                  max_response_tokens=r.max_response_tokens, limit=limit or None, device=run.train.device,
+                  progress=progress)
     results: dict[str, Any] = {}
     provenance: dict[str, Any] = {}
     models: dict[str, str] = {}
@@ -114,7 +117,7 @@ def evaluate_table(profile: str = "quick", seed: int = 0, *, runs: Sequence[str]
            "searches": render_table(report, metric="mean_searches", title="Searches per question"),
            "frame": em_frame(report), "models": models}
     from sr1lib.experiments.artifacts import publish
-    from sr1lib.viz import table2_html
+    from sr1lib.views.tables import table2_html
 
     publish(artifacts, {"report": report, "models": models},
             render_table(report, fmt="markdown", title="Exact match (greedy)") + "\n"

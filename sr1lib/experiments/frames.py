@@ -2,8 +2,9 @@
 
 Only run folders are read (`config.json`, `metrics.jsonl`), so a figure can be redrawn from the
 folders alone, long after the training process is gone. Each run gets a `variant` label that says
-what distinguishes it in an ablation (algorithm, and "no mask" when retrieved tokens were trained
-on); seeds of one variant are aggregated by the plots.
+what distinguishes it in an ablation, the variant name the ablation takes (`ppo`, `ppo-nomask` when
+retrieved tokens were trained on; `training.variant_slug`); seeds of one variant are aggregated by
+the plots.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from sr1lib.errors import Sr1Error
+from sr1lib.experiments.variants import variant_slug
 from sr1lib.runs import RunDir
 
 # metrics.jsonl key -> (axis label with unit, short title). Order = the order of the panels.
@@ -26,17 +28,13 @@ CURVES: dict[str, tuple[str, str]] = {
 }
 
 
-def variant_of(algorithm: str, mask_retrieved: bool) -> str:
-    return algorithm if mask_retrieved else f"{algorithm} (no mask)"
-
-
 def run_info(run: str | Path) -> dict[str, Any]:
     """What identifies a run in a table: name, path, algorithm, masking, seed, variant, model."""
     rd = RunDir.open(run)
     cfg = rd.config()
     return {"run": cfg.name, "path": str(rd.path), "algorithm": cfg.algorithm.name,
             "mask_retrieved": cfg.algorithm.mask_retrieved, "seed": cfg.seed,
-            "variant": variant_of(cfg.algorithm.name, cfg.algorithm.mask_retrieved),
+            "variant": variant_slug(cfg.algorithm.name, cfg.algorithm.mask_retrieved),
             "model": cfg.train.model, "steps_planned": cfg.train.steps}
 
 
@@ -107,6 +105,6 @@ def band(frame: Any, metric: str) -> Any:
 
 def runs_in(root: str | Path | Sequence[str | Path]) -> list[Path]:
     """Run folders at or under `root` (a folder, or a list of them)."""
-    from sr1lib.widgets.select import find_runs
+    from sr1lib.runs import find_runs
 
     return find_runs(root)

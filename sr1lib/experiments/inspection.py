@@ -16,7 +16,7 @@ from sr1lib.errors import Sr1Error
 def choose_run(run: str = "", runs_root: str = "runs/notebooks") -> Path:
     """`run` when given, else the first run under `runs_root` that logged trajectories (GRPO first,
     the algorithm notebook 02 trains by default)."""
-    from sr1lib.widgets.select import find_runs
+    from sr1lib.runs import find_runs
 
     if run:
         return Path(run)
@@ -31,7 +31,7 @@ def choose_run(run: str = "", runs_root: str = "runs/notebooks") -> Path:
 def _examples(items: list[tuple[int, Any]], n: int) -> list[tuple[int, Any]]:
     """Up to `n` trajectories of the last logged step, of different questions: correct ones and
     incorrect ones in turn, those with more valid searches first."""
-    from sr1lib.widgets.render import is_correct
+    from sr1lib.views.trajectory import is_correct
 
     last = max(s for s, _ in items)
     at_last = sorted(((s, t) for s, t in items if s == last), key=lambda x: -x[1].n_valid_searches)
@@ -52,8 +52,8 @@ def inspect_examples(run: str = "", runs_root: str = "runs/notebooks", n_example
                      token_detail: bool = True, artifacts: str = "") -> dict[str, Any]:
     """Static HTML of `n_examples` trajectories of the run's last logged step and of one question
     across steps. Returns {run, steps, n_trajectories, examples: [html], comparison: html}."""
-    from sr1lib.widgets.render import render_comparison_html, render_trajectory_html
-    from sr1lib.widgets.select import load_trajectories, run_masks_retrieved, run_tokenizer, same_question
+    from sr1lib.views.trajectory import render_comparison_html, render_trajectory_html
+    from sr1lib.views.select import load_trajectories, run_masks_retrieved, run_tokenizer, same_question
 
     folder = choose_run(run, runs_root)
     items = load_trajectories(folder)

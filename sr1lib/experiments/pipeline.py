@@ -7,7 +7,7 @@ Stages, each timed (`stage_seconds`) with the process's peak memory after it:
     index       a bm25s index of the world's corpus                        cached
     ppo         RL with PPO, retrieved tokens masked out of the loss       DIR/runs/...
     grpo        RL with GRPO, masked
-    ppo_nomask  RL with PPO, retrieved tokens trained on (the masking ablation)
+    ppo-nomask  RL with PPO, retrieved tokens trained on (the masking ablation)
     eval        greedy EM on the held-out test split, by hop type: Direct, RAG and the base model
                 with the search protocol (`base`), then each RL policy with the search protocol
 
@@ -39,8 +39,8 @@ from typing import Any, Callable, Sequence
 
 from sr1lib.errors import Sr1Error
 
-METHODS = ("direct", "rag", "base", "ppo", "grpo", "ppo_nomask")
-RL_STAGES = {"ppo": ("ppo", True), "grpo": ("grpo", True), "ppo_nomask": ("ppo", False)}
+METHODS = ("direct", "rag", "base", "ppo", "grpo", "ppo-nomask")
+RL_STAGES = {"ppo": ("ppo", True), "grpo": ("grpo", True), "ppo-nomask": ("ppo", False)}
 RISE_WINDOW = 5  # steps averaged at each end of the training-reward curve
 HOPS = ("single", "two")
 HOP_OF_DATASET = {"toy-1hop": "single", "toy-2hop": "two"}
@@ -150,10 +150,10 @@ def toyworld_pipeline(profile: str = "quick", seed: int = 0, out: str | Path = "
         for method in methods:
             algorithm, masked = RL_STAGES[method]
             res = stages.run(method, lambda a=algorithm, m=masked: train_run(
-                profile, rl_seed, algorithm=a, mask_retrieved=m, device=device, model=str(model),
+                profile, rl_seed, algorithm=a, mask_retrieved=m, model=str(model),
                 data=str(world / "train.parquet"), val_data=str(world / "validation.parquet"), index=str(index),
                 runs_root=str(out / "runs"), run_name=default_run_name(profile, a, m, rl_seed), progress=progress,
-                overrides=list(overrides), **sizes))
+                overrides=[f"train.device={device}", *overrides]))
             frame = res["metrics"]
             runs[method] = {"run": res["run"], "status": res["status"], "reward": curve_ends(frame, "reward_mean"),
                             "reward_rise": window_rise(frame, "reward_mean"),

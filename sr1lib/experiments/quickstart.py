@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
+from dataclasses import replace
+from typing import Any, Sequence
 
 from sr1lib.experiments.setup import load_questions, resolve_setup
 
@@ -32,21 +33,20 @@ def world_summary(world: Any) -> dict[str, Any]:
 
 
 def quickstart(profile: str = "quick", seed: int = 0, *, n_questions: int = 4, group_size: int = 2,
-               split: str = "validation", max_turns: int = 3, max_new_tokens: int = 48,
-               max_response_tokens: int = 320, topk: int = 3, temperature: float = 1.0, device: str = "auto",
-               model: str = "", data: str = "", index: str = "", progress: bool = True,
-               artifacts: str = "") -> dict[str, Any]:
+               split: str = "validation", overrides: Sequence[str] = (), model: str = "", data: str = "",
+               index: str = "", progress: bool = True, artifacts: str = "") -> dict[str, Any]:
     """Build or load the world and base model, roll out `n_questions` x `group_size` trajectories.
 
     Returns {setup, world (counts), trajectories, table (one row per trajectory), metrics (batch
     means, `sr1lib.rollout.batch_metrics`), timings, seconds (setup, rollout)}.
     """
-    from sr1lib.config import RolloutConfig
+    from sr1lib.experiments.profiles import run_config
     from sr1lib.generators import make_generator
     from sr1lib.retrieval import open_retriever
     from sr1lib.rollout import rollout
 
     t0 = time.perf_counter()
+    run = run_config(profile, overrides)
     setup = resolve_setup(profile, seed, model=model, data=data, index=index, progress=progress)
     path = {"train": setup.train, "validation": setup.validation, "test": setup.test}.get(split)
     if path is None:
@@ -54,12 +54,11 @@ def quickstart(profile: str = "quick", seed: int = 0, *, n_questions: int = 4, g
 
         raise Sr1Error(f"split={split!r}: valid splits are ['train', 'validation', 'test']")
     records = load_questions(path, limit=n_questions, split=split)
-    generator = make_generator("hf", model_path=setup.model, device=device)
+    generator = make_generator("hf", model_path=setup.model, device=run.train.device)
     t1 = time.perf_counter()
-    cfg = RolloutConfig(max_turns=max_turns, max_new_tokens=max_new_tokens, max_response_tokens=max_response_tokens,
-                        temperature=temperature, group_size=group_size)
+    cfg = replace(run.rollout, group_size=group_size)
     with open_retriever(setup.index) as retriever:
-        result = rollout(records, generator, retriever, cfg, topk=topk, group_size=group_size, seed=seed,
+        result = rollout(records, generator, retriever, cfg, topk=run.retrieval.topk, group_size=group_size, seed=seed,
                          progress=progress)
     out = {"setup": setup.to_json(), "world": world_summary(setup.world), "trajectories": result.trajectories,
            "table": trajectory_rows(result.trajectories), "metrics": result.metrics, "timings": result.timings,

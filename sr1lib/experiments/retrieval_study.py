@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
+from sr1lib.choices import BUILDABLE_BACKENDS
 from sr1lib.errors import Sr1Error
 
 
@@ -73,7 +74,7 @@ def retrieval_study(profile: str = "quick", seed: int = 0, *, corpus: str = "", 
     if not ks or ks[0] < 1:
         raise Sr1Error(f"ks must be integers >= 1, got {list(ks)}")
     if not backends:
-        raise Sr1Error("backends is empty; valid backends are ['bm25s', 'pyserini', 'dense']")
+        raise Sr1Error(f"backends is empty; valid backends are {list(BUILDABLE_BACKENDS)}")
     if corpus:
         corpus_path = Path(corpus)
         if not questions:

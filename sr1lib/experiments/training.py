@@ -10,58 +10,33 @@ different configuration is an error, never silently overwritten.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Sequence
 
 from sr1lib.errors import Sr1Error
+from sr1lib.experiments.variants import ALGORITHMS, default_run_name, name_prefix, parse_variant, variant_slug
 
-ALGORITHMS = ("ppo", "grpo", "reinforce", "rloo")
+__all__ = ["ALGORITHMS", "build_config", "default_run_name", "name_prefix", "parse_variant", "response_length_study",
+           "run_or_reuse", "train_run", "variant_slug"]
 
-
-def parse_variant(variant: str) -> tuple[str, bool]:
-    """`grpo` -> ("grpo", True); `ppo-nomask` -> ("ppo", False) (retrieved tokens trained on)."""
-    name, _, suffix = variant.partition("-")
-    if name not in ALGORITHMS or suffix not in ("", "nomask"):
-        raise Sr1Error(f"variant {variant!r}: expected an algorithm {list(ALGORITHMS)} optionally followed by "
-                       "'-nomask' (e.g. 'ppo', 'ppo-nomask')")
-    return name, suffix != "nomask"
-
-
-def variant_slug(algorithm: str, mask_retrieved: bool) -> str:
-    return algorithm if mask_retrieved else f"{algorithm}-nomask"
-
-
-def default_run_name(prefix: str, algorithm: str, mask_retrieved: bool, seed: int) -> str:
-    return f"{prefix}-{variant_slug(algorithm, mask_retrieved)}-s{seed}"
-
-
-def name_prefix(profile: str, model: str = "", data: str = "") -> str:
-    """Run names start with the profile on the toy world's own data and model, else `custom`."""
-    return "custom" if (model or data) else profile
-
-
-def build_config(setup: Any, *, algorithm: str, mask_retrieved: bool, seed: int, steps: int, batch_size: int,
-                 group_size: int, lr: float, kl_coef: float, max_turns: int, max_new_tokens: int,
-                 max_response_tokens: int, topk: int, val_every: int, val_limit: int, log_rollouts: int,
-                 device: str, runs_root: str, name: str, critic_lr: float = 1e-3, micro_batch_size: int = 0,
-                 overrides: Sequence[str] = ()) -> Any:
-    """The RunConfig of one training run (overrides: `section.field=value` strings applied last)."""
-    from sr1lib import config as C
+def build_config(setup: Any, profile: str, *, algorithm: str, mask_retrieved: bool, seed: int, runs_root: str,
+                 name: str, overrides: Sequence[str] = ()) -> Any:
+    """The RunConfig of one training run: the profile's settings (`profiles.run_config`), the setup's
+    data, index and model, the variant, then `overrides` (`section.field=value` strings) last."""
+    from sr1lib.config import with_overrides
+    from sr1lib.experiments.profiles import run_config
 
     if algorithm not in ALGORITHMS:
         raise Sr1Error(f"algorithm={algorithm!r}: valid algorithms are {list(ALGORITHMS)}")
-    cfg = C.RunConfig(
-        name=name, out_dir=str(runs_root), seed=seed,
-        data=C.DataConfig(train=[setup.train], val=[setup.validation] if val_every else [], val_limit=val_limit),
-        retrieval=C.RetrievalConfig(backend=_backend_of(setup.index), index=setup.index, topk=topk),
-        rollout=C.RolloutConfig(max_turns=max_turns, max_new_tokens=max_new_tokens,
-                                max_response_tokens=max_response_tokens, group_size=group_size),
-        algorithm=C.AlgorithmConfig(name=algorithm, kl_coef=kl_coef, mask_retrieved=mask_retrieved),
-        train=C.TrainConfig(model=setup.model, steps=steps, batch_size=batch_size, lr=lr, critic_lr=critic_lr,
-                            device=device, val_every=val_every, log_rollouts=log_rollouts,
-                            micro_batch_size=micro_batch_size),
-    )
-    return C.with_overrides(cfg, list(overrides))
+    cfg = run_config(profile)
+    cfg = replace(
+        cfg, name=name, out_dir=str(runs_root), seed=seed,
+        data=replace(cfg.data, train=[setup.train], val=[setup.validation] if cfg.train.val_every else []),
+        retrieval=replace(cfg.retrieval, backend=_backend_of(setup.index), index=setup.index),
+        algorithm=replace(cfg.algorithm, name=algorithm, mask_retrieved=mask_retrieved),
+        train=replace(cfg.train, model=setup.model))
+    return with_overrides(cfg, list(overrides))
 
 
 def _backend_of(index: str) -> str:
@@ -100,13 +75,11 @@ def run_or_reuse(cfg: Any, progress: bool = True) -> tuple[Path, str]:
 
 
 def train_run(profile: str = "quick", seed: int = 0, *, algorithm: str = "grpo", mask_retrieved: bool = True,
-              steps: int = 24, batch_size: int = 8, group_size: int = 5, lr: float = 2e-4, kl_coef: float = 0.001,
-              critic_lr: float = 1e-3, max_turns: int = 3, max_new_tokens: int = 48, max_response_tokens: int = 320,
-              topk: int = 3, val_every: int = 6, val_limit: int = 20, log_rollouts: int = 8,
-              micro_batch_size: int = 10, device: str = "auto", model: str = "", data: str = "", val_data: str = "",
-              index: str = "", runs_root: str = "runs/notebooks", run_name: str = "",
-              overrides: Sequence[str] = (), progress: bool = True, artifacts: str = "") -> dict[str, Any]:
-    """One training run on the toy world of (profile, seed) or on the data/model/index given.
+              overrides: Sequence[str] = (), model: str = "", data: str = "", val_data: str = "", index: str = "",
+              runs_root: str = "runs/notebooks", run_name: str = "", progress: bool = True,
+              artifacts: str = "") -> dict[str, Any]:
+    """One training run with the profile's settings on the toy world of (profile, seed), or on the
+    data/model/index given; `overrides` (`sr1 train --set` strings) change any other setting.
 
     Returns {run (folder), status (trained | resumed | reused), config (dict), metrics (one row per
     step), final (the last step's metrics), seconds}.
@@ -118,12 +91,8 @@ def train_run(profile: str = "quick", seed: int = 0, *, algorithm: str = "grpo",
     t0 = time.perf_counter()
     setup = resolve_setup(profile, seed, model=model, data=data, val_data=val_data, index=index, progress=progress)
     name = run_name or default_run_name(name_prefix(profile, model, data), algorithm, mask_retrieved, seed)
-    cfg = build_config(setup, algorithm=algorithm, mask_retrieved=mask_retrieved, seed=seed, steps=steps,
-                       batch_size=batch_size, group_size=group_size, lr=lr, kl_coef=kl_coef, max_turns=max_turns,
-                       max_new_tokens=max_new_tokens, max_response_tokens=max_response_tokens, topk=topk,
-                       val_every=val_every, val_limit=val_limit, log_rollouts=log_rollouts, device=device,
-                       runs_root=str(Path(runs_root).resolve()), name=name, critic_lr=critic_lr,
-                       micro_batch_size=micro_batch_size, overrides=overrides)
+    cfg = build_config(setup, profile, algorithm=algorithm, mask_retrieved=mask_retrieved, seed=seed,
+                       runs_root=str(Path(runs_root).resolve()), name=name, overrides=overrides)
     folder, status = run_or_reuse(cfg, progress)
     frame = metrics_frame([folder])
     final = frame.iloc[-1].to_dict() if len(frame) else {}
@@ -134,7 +103,7 @@ def train_run(profile: str = "quick", seed: int = 0, *, algorithm: str = "grpo",
     steps_run = frame[frame["step"] > 0] if len(frame) else frame  # step 0: validation only
     first = steps_run.iloc[0].to_dict() if len(steps_run) else {}
     publish(artifacts, {k: v for k, v in out.items() if k != "metrics"},
-            f"{algorithm} ({'retrieved tokens masked' if mask_retrieved else 'no masking'}), {steps} steps "
+            f"{algorithm} ({'retrieved tokens masked' if mask_retrieved else 'no masking'}), {cfg.train.steps} steps "
             f"({status}): training reward {fmt(first.get('reward_mean'))} -> {fmt(final.get('reward_mean'))}, "
             f"validation EM {fmt(final.get('val_em'))} at the end.\n")
     return out

@@ -8,6 +8,6 @@ papermill, nbformat and nbconvert are imported inside the functions that use the
 """
 
 from sr1lib.report.build import run_report
-from sr1lib.report.runner import execute, notebook_path
+from sr1lib.experiments.execute import execute, notebook_path
 
 __all__ = ["execute", "notebook_path", "run_report"]

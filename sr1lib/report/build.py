@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from sr1lib.experiments.profiles import NOTEBOOKS, check_profile, notebook_params
-from sr1lib.report.runner import execute, export_html, extract_figures, notebook_path
+from sr1lib.experiments.execute import execute, export_html, extract_figures, notebook_path
 
 
 def default_out(profile: str) -> Path:

@@ -45,7 +45,7 @@ def _inline(text: str) -> str:
 
 def markdown_html(md: str) -> str:
     """The small markdown subset headlines are written in: paragraphs, `- ` lists, pipe tables."""
-    from sr1lib.viz.tables import html_table
+    from sr1lib.views.tables import html_table
 
     blocks: list[str] = []
     lines = md.splitlines()
@@ -103,7 +103,7 @@ def index_html(summary: dict[str, Any], out: Path) -> str:
     verdict = (f'<span class="ok">all {len(summary["notebooks"])} notebooks ran</span>' if not failed
                else f'<span class="failed">{len(failed)} of {len(summary["notebooks"])} failed: '
                     f'{_esc(", ".join(failed))}</span>')
-    from sr1lib.viz.tables import TABLE_CSS
+    from sr1lib.views.tables import TABLE_CSS
 
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>sr1 report ({_esc(summary['profile'])})</title>"
             f"{CSS}{TABLE_CSS}</head><body><h1>sr1 report: profile {_esc(summary['profile'])}</h1>"

@@ -16,13 +16,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from sr1lib.choices import BUILDABLE_BACKENDS
 from sr1lib.errors import Sr1Error
 from sr1lib.fsutil import sha256_file, write_json_atomic
 from sr1lib.retrieval.base import Retriever, sr1_version
 from sr1lib.retrieval.corpus import count_lines, iter_contents
 from sr1lib.retrieval.docstore import DOCS, write_docstore
 from sr1lib.retrieval.manifest import FORMAT, MANIFEST, is_lucene_index, read_manifest
-from sr1lib.retrieval.registry import BUILDABLE, backend_class
+from sr1lib.retrieval.registry import backend_class
 
 
 def build_index(corpus: str | Path, out: str | Path, backend: str, *, encoder: str | None = None,
@@ -99,8 +100,9 @@ def open_retriever(path_or_url: str | Path, *, cache: bool = True, cache_size: i
         manifest = read_manifest(folder)
         if manifest is not None:
             backend = manifest["backend"]
-            if backend not in BUILDABLE:
-                raise Sr1Error(f"{folder}/{MANIFEST}: unknown backend {backend!r}; valid backends are {list(BUILDABLE)}")
+            if backend not in BUILDABLE_BACKENDS:
+                raise Sr1Error(f"{folder}/{MANIFEST}: unknown backend {backend!r}; valid backends are "
+                               f"{list(BUILDABLE_BACKENDS)}")
             retriever = backend_class(backend)(folder, **kw)
         elif is_lucene_index(folder):
             retriever = backend_class("pyserini")(folder, **kw)

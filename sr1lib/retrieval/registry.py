@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from sr1lib.choices import BUILDABLE_BACKENDS
 from sr1lib.errors import Sr1Error
 from sr1lib.retrieval.base import Retriever
 from sr1lib.retrieval.bm25 import Bm25sRetriever
@@ -17,12 +18,10 @@ BACKENDS: dict[str, type[Retriever]] = {
     "dense": DenseRetriever,
     "http": HttpRetriever,
 }
-# Backends with an index that `sr1 index build` can make (http talks to someone else's index).
-BUILDABLE = ("pyserini", "bm25s", "dense")
 
 
 def backend_class(name: str, *, buildable: bool = False) -> type[Retriever]:
-    valid = BUILDABLE if buildable else tuple(BACKENDS)
+    valid = BUILDABLE_BACKENDS if buildable else tuple(BACKENDS)
     if name not in valid:
         raise Sr1Error(f"unknown retriever backend {name!r}; valid backends are {list(valid)}")
     return BACKENDS[name]

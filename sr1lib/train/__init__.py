@@ -1,7 +1,10 @@
 """The RL trainer (composition layer): PPO, GRPO, RLOO and REINFORCE over Search-R1 rollouts, with
 retrieved-token masking, on CPU (tiny models) and CUDA with the same code.
 
-    models.py      policy / reference / critic, LoRA, log-prob and value forward passes
+    networks.py    policy / reference / critic, LoRA, built on one device
+    forward.py     plain log-prob, entropy and value forward passes over a batch
+    prefix.py      the same passes with each distinct prompt encoded once
+    batched.py     TokenBatch and the micro-batch forward loop the passes and updates share
     update.py      PPO epochs x mini-batches x micro-batches, gradient clipping, NaN stop
     step.py        Trainer: one step, rollout -> log-probs -> rewards -> advantages -> updates -> metrics
     alarms.py      collapse alarms (entropy, KL, length, format failures)

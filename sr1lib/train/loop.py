@@ -107,12 +107,11 @@ def _summary(m: dict[str, Any]) -> str:
 
 def train(cfg: RunConfig, *, resume: bool = False, progress: bool = True,
           reward_fn: Callable[[str, Sequence[str]], float] | None = None, retriever: Any = None,
-          prompt_mode: str = "search") -> RunDir:
+) -> RunDir:
     """Run (or resume) `cfg` and return its run folder.
 
     reward_fn: overrides `algorithm.reward` (a `(response, golden_answers) -> float` function);
     retriever: an object with `search(queries, k)`, overriding `retrieval.*` (for notebooks and tests);
-    prompt_mode: `search` (Search-R1), `no_search` or `rag` (see `sr1lib.rollout`).
     """
     from tqdm.auto import tqdm
 
@@ -121,7 +120,7 @@ def train(cfg: RunConfig, *, resume: bool = False, progress: bool = True,
     t = cfg.train
     if not t.model:
         raise ConfigError("train.model: empty; set it to a policy model folder (save_pretrained layout)")
-    if retriever is None and prompt_mode != "no_search":
+    if retriever is None and cfg.rollout.prompt_mode != "no_search":
         cfg = _with_toy_index(cfg)
     if not resume:
         _refuse_existing(cfg)  # before the slow set-up
@@ -129,7 +128,7 @@ def train(cfg: RunConfig, *, resume: bool = False, progress: bool = True,
     val = load_split(cfg.data.val, "val") if cfg.data.val else []
     val = val[: cfg.data.val_limit] if cfg.data.val_limit else val
     batch_for_step(records, 1, t.batch_size, seed=cfg.seed, shuffle=cfg.data.shuffle)  # fail early on size
-    if retriever is None and prompt_mode != "no_search":
+    if retriever is None and cfg.rollout.prompt_mode != "no_search":
         from sr1lib.retrieval.index import retriever_from_config
 
         retriever = retriever_from_config(cfg.retrieval)
@@ -145,15 +144,14 @@ def train(cfg: RunConfig, *, resume: bool = False, progress: bool = True,
             start = done[-1]
             ckpt = run.checkpoint_dir(start)
             state = load_trainer_state(ckpt)
-            trainer = Trainer(cfg, retriever=retriever, reward_fn=reward_fn, prompt_mode=prompt_mode,
-                              **checkpoint_paths(ckpt))
+            trainer = Trainer(cfg, retriever=retriever, reward_fn=reward_fn, **checkpoint_paths(ckpt))
             trainer.load_optim_state(state["optim"])
             monitor.load_state_dict(state["alarms"])
             set_rng_state(state["rng"])
             log.info("resumed %s from %s", run.path, ckpt)
         else:
             _seed_everything(cfg.seed)
-            trainer = Trainer(cfg, retriever=retriever, reward_fn=reward_fn, prompt_mode=prompt_mode)
+            trainer = Trainer(cfg, retriever=retriever, reward_fn=reward_fn)
             log.info("started %s: %s on %s, %d training questions", run.path, cfg.algorithm.name,
                      trainer.device, len(records))
         run.truncate_logs_after(start if start else -1)  # a fresh start also redoes step 0's validation

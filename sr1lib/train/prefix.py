@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 import torch
 
-from sr1lib.train.models import entropy_of
+from sr1lib.train.forward import entropy_of
 
 Tensor = torch.Tensor
 
@@ -110,7 +110,7 @@ def _to_layout(values: Tensor, scatter_idx: Tensor, mask: Tensor, t_targets: int
 def shared_logprobs(model: Any, input_ids: Tensor, attention_mask: Tensor, lengths: Tensor,
                     prompt_lengths: Tensor, *, temperature: float = 1.0,
                     with_entropy: bool = False, entropy_grad: bool = True) -> tuple[Tensor, Tensor | None]:
-    """Like `models.forward_logprobs` ([B, T] -> [B, T-1]) with each distinct prompt encoded once."""
+    """Like `forward.forward_logprobs` ([B, T] -> [B, T-1]) with each distinct prompt encoded once."""
     logits, r_ids, r_mask, sidx = _shared_forward(model, input_ids, attention_mask, lengths, prompt_lengths,
                                                   lambda o: o.logits, {"logits_to_keep": 1})
     logits = logits.float()
@@ -127,7 +127,7 @@ def shared_logprobs(model: Any, input_ids: Tensor, attention_mask: Tensor, lengt
 
 def shared_values(critic: Any, input_ids: Tensor, attention_mask: Tensor, lengths: Tensor,
                   prompt_lengths: Tensor) -> Tensor:
-    """Like `models.forward_values` ([B, T] -> [B, T-1], float32) with each distinct prompt encoded once."""
+    """Like `forward.forward_values` ([B, T] -> [B, T-1], float32) with each distinct prompt encoded once."""
     values, _, r_mask, sidx = _shared_forward(critic, input_ids, attention_mask, lengths, prompt_lengths,
                                               lambda o: o.logits[..., 0], {})
     return _to_layout(values.float(), sidx, r_mask.float(), input_ids.shape[1] - 1)

@@ -24,7 +24,7 @@ import torch
 
 from sr1lib import algos
 from sr1lib.errors import Sr1Error
-from sr1lib.train.models import critic_forward, micro_slices, policy_forward, trim
+from sr1lib.train.batched import TokenBatch, critic_forward, micro_forward, micro_slices, policy_forward, trim
 
 Tensor = torch.Tensor
 
@@ -35,24 +35,20 @@ class NonFiniteLossError(Sr1Error, FloatingPointError):
 
 @dataclass(frozen=True)
 class PolicyBatch:
-    """Inputs of the policy update. Model inputs are [B, T]; per-token tensors [B, T-1] (targets).
+    """Inputs of the policy update: the model inputs and per-token tensors [B, T-1] (targets).
 
     `old_logprob` None means on-policy (see the module docstring); `ref_logprob` None means no KL
     loss term.
     """
 
-    input_ids: Tensor
-    attention_mask: Tensor
-    position_ids: Tensor
-    lengths: Tensor  # [B]
-    prompt_lengths: Tensor  # [B]
-    mask: Tensor  # tokens the policy loss sees
+    tokens: TokenBatch
+    policy_mask: Tensor  # tokens the policy loss sees
     advantages: Tensor
     old_logprob: Tensor | None = None
     ref_logprob: Tensor | None = None
-    # tokens the policy sampled (None: `mask`): entropy and KL are reported over them, so variants
+    # tokens the policy sampled (None: `policy_mask`): entropy and KL are reported over them, so variants
     # whose loss also sees retrieved tokens report numbers comparable with those that do not
-    sampled: Tensor | None = None
+    sampled_mask: Tensor | None = None
 
 
 @dataclass(frozen=True)
@@ -69,17 +65,16 @@ class PolicyLossConfig:
 
 @dataclass(frozen=True)
 class CriticBatch:
-    input_ids: Tensor
-    attention_mask: Tensor
-    position_ids: Tensor
-    lengths: Tensor
-    prompt_lengths: Tensor
-    mask: Tensor  # tokens the value loss sees
+    """Inputs of the critic update: the model inputs and per-token tensors [B, T-1] (targets)."""
+
+    tokens: TokenBatch
+    value_mask: Tensor  # tokens the value loss sees
     returns: Tensor
     old_values: Tensor
 
 
-def _rows(batch: Any, sl: slice | Tensor) -> dict[str, Tensor | None]:
+def _rows(batch: Any, sl: slice | Tensor) -> dict[str, Any]:
+    """The fields of a Policy/CriticBatch for rows `sl` (None stays None)."""
     return {k: (None if v is None else v[sl]) for k, v in vars(batch).items()}
 
 
@@ -101,24 +96,22 @@ def accumulate_policy_grads(policy: Any, mb: PolicyBatch, cfg: PolicyLossConfig,
     mask (`tokens`) `clip_fraction`, `approx_kl`, `entropy_loss_mask`; over the sampled tokens
     (`sampled_tokens`) `entropy` and `kl`.
     """
-    n_tok = mb.mask.sum().clamp(min=1)
-    n_trained = algos.trained_row_count(mb.mask)  # the seq-mean denominator of the whole mini-batch
-    n_seq = mb.mask.shape[0]
-    dev = mb.mask.device
+    n_tok = mb.policy_mask.sum().clamp(min=1)
+    n_trained = algos.trained_row_count(mb.policy_mask)  # the seq-mean denominator of the whole mini-batch
+    dev = mb.policy_mask.device
     keys = ("loss", "pg_loss", "clip_fraction", "approx_kl", "entropy", "entropy_loss_mask", "kl")
     acc = {k: torch.zeros((), device=dev) for k in keys}
-    acc["tokens"] = mb.mask.sum()
-    acc["sampled_tokens"] = (mb.mask if mb.sampled is None else mb.sampled).sum()
-    for sl in micro_slices(n_seq, micro_batch_size):
+    acc["tokens"] = mb.policy_mask.sum()
+    acc["sampled_tokens"] = (mb.policy_mask if mb.sampled_mask is None else mb.sampled_mask).sum()
+
+    def forward(tokens: TokenBatch) -> tuple[Tensor, Tensor | None]:
+        return policy_forward(policy, tokens, temperature=cfg.temperature, with_entropy=True,
+                              entropy_grad=bool(cfg.entropy_coef), share_prefix=cfg.share_prefix)
+
+    for sl, n, (logp, ent) in micro_forward(mb.tokens, micro_batch_size, forward, autocast_ctx):
         r = _rows(mb, sl)
-        n = int(mb.lengths[sl].max())
-        mask, adv = trim(r["mask"], n - 1), trim(r["advantages"], n - 1)
-        sampled = mask if r["sampled"] is None else trim(r["sampled"], n - 1)
-        with autocast_ctx():
-            logp, ent = policy_forward(policy, trim(r["input_ids"], n), trim(r["attention_mask"], n),
-                                       trim(r["position_ids"], n), r["lengths"], r["prompt_lengths"],
-                                       temperature=cfg.temperature, with_entropy=True,
-                                       entropy_grad=bool(cfg.entropy_coef), share_prefix=cfg.share_prefix)
+        mask, adv = trim(r["policy_mask"], n - 1), trim(r["advantages"], n - 1)
+        sampled = mask if r["sampled_mask"] is None else trim(r["sampled_mask"], n - 1)
         old = logp.detach() if r["old_logprob"] is None else trim(r["old_logprob"], n - 1)
         pg_loss, clip_frac, approx_kl = algos.compute_policy_loss(
             old, logp, adv, mask, clip_ratio=cfg.clip_ratio, dual_clip=cfg.dual_clip,
@@ -151,7 +144,7 @@ def update_policy(policy: Any, optimizer: torch.optim.Optimizer, batch: PolicyBa
                   autocast_ctx: Callable[[], Any], where: str = "policy update") -> dict[str, float]:
     """PPO epochs x mini-batches of optimizer steps on `policy`; metrics averaged over them."""
     params = [p for p in policy.parameters() if p.requires_grad]
-    b = batch.input_ids.shape[0]
+    b = batch.tokens.rows
     sums: dict[str, Tensor] = {}
     norms = []
     n_steps = 0
@@ -193,25 +186,24 @@ def update_critic(critic: Any, optimizer: torch.optim.Optimizer, batch: CriticBa
                   grad_clip: float, autocast_ctx: Callable[[], Any], share_prefix: bool = False) -> dict[str, float]:
     """Clipped value-loss regression of the critic on the GAE returns, same batching as the policy."""
     params = [p for p in critic.parameters() if p.requires_grad]
-    b = batch.input_ids.shape[0]
+    b = batch.tokens.rows
     loss_sum, frac_sum, tok_sum, norms = torch.zeros(()), torch.zeros(()), torch.zeros(()), []
+
+    def forward(tokens: TokenBatch) -> Tensor:
+        return critic_forward(critic, tokens, share_prefix=share_prefix)
+
     critic.train()
     try:
         for epoch in range(ppo_epochs):
             for sl in micro_slices(b, mini_batch_size):
                 optimizer.zero_grad(set_to_none=True)
                 mb = CriticBatch(**_rows(batch, sl))
-                n_tok, n_seq = mb.mask.sum().clamp(min=1), mb.mask.shape[0]
-                n_trained = algos.trained_row_count(mb.mask)
-                total = torch.zeros((), device=mb.mask.device)
-                for msl in micro_slices(n_seq, micro_batch_size):
+                n_tok = mb.value_mask.sum().clamp(min=1)
+                n_trained = algos.trained_row_count(mb.value_mask)
+                total = torch.zeros((), device=mb.value_mask.device)
+                for msl, n, values in micro_forward(mb.tokens, micro_batch_size, forward, autocast_ctx):
                     r = _rows(mb, msl)
-                    n = int(mb.lengths[msl].max())
-                    with autocast_ctx():
-                        values = critic_forward(critic, trim(r["input_ids"], n), trim(r["attention_mask"], n),
-                                                trim(r["position_ids"], n), r["lengths"], r["prompt_lengths"],
-                                                share_prefix=share_prefix)
-                    mask = trim(r["mask"], n - 1)
+                    mask = trim(r["value_mask"], n - 1)
                     loss, frac = algos.compute_value_loss(values, trim(r["old_values"], n - 1),
                                                           trim(r["returns"], n - 1), mask, clip_range=clip_range,
                                                           loss_agg_mode=loss_agg_mode, num_tokens=n_tok,
@@ -224,7 +216,7 @@ def update_critic(critic: Any, optimizer: torch.optim.Optimizer, batch: CriticBa
                               f"critic update (epoch {epoch + 1}, rows {sl.start}-{sl.stop - 1})")
                 optimizer.step()
                 loss_sum = loss_sum + total.cpu()
-                tok_sum = tok_sum + mb.mask.sum().cpu()
+                tok_sum = tok_sum + mb.value_mask.sum().cpu()
                 norms.append(norm.detach().cpu())
     finally:
         optimizer.zero_grad(set_to_none=True)

@@ -1,16 +1,17 @@
-"""Looking inside trajectories: the inspector widget and the static HTML it shows.
+"""Looking inside trajectories: the inspector widget over the static views of `sr1lib.views`.
 
-    render.py     render_trajectory_html / render_comparison_html: pure, escaped HTML (reports use it)
-    select.py     find runs, load their logged trajectories, filter them, same question across steps
-    inspector.py  TrajectoryInspector: ipywidgets controls over the two (ipywidgets imported lazily)
+    inspector.py  TrajectoryInspector: ipywidgets controls over `views.select` (find runs, load and
+                  filter their trajectories) and `views.trajectory` (escaped HTML); ipywidgets is
+                  imported lazily
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from sr1lib.widgets.render import render_comparison_html, render_trajectory_html
-from sr1lib.widgets.select import filter_trajectories, find_runs, load_trajectories, same_question
+from sr1lib.runs import find_runs
+from sr1lib.views.select import filter_trajectories, load_trajectories, same_question
+from sr1lib.views.trajectory import render_comparison_html, render_trajectory_html
 
 
 def TrajectoryInspector(*args: Any, **kwargs: Any) -> Any:  # noqa: N802 - reads as the class it builds

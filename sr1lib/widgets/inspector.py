@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from sr1lib.errors import Sr1Error
-from sr1lib.widgets import select
-from sr1lib.widgets.render import render_comparison_html, render_trajectory_html
+from sr1lib.runs import find_runs
+from sr1lib.views import select
+from sr1lib.views.trajectory import render_comparison_html, render_trajectory_html
 
 SEARCH_CHOICES = ("any", "0", "1", "2", "3+")
 ALL = -1  # the step dropdown's "all" (ipywidgets shows a None value as an empty box)
@@ -29,7 +30,7 @@ class TrajectoryInspector:
     def __init__(self, runs: str | Path | Iterable[str | Path] = "runs", *, run: str | Path | None = None) -> None:
         import ipywidgets as w
 
-        self.runs = select.find_runs(runs)
+        self.runs = find_runs(runs)
         if not self.runs:
             raise Sr1Error(f"no run folders (with config.json) under {runs}; train one first (notebook 02)")
         self._items: list[select.Item] = []

@@ -1,4 +1,4 @@
-"""Finding runs and choosing trajectories: the inspector's data side, as pure functions.
+"""Choosing trajectories of run folders: the inspector's data side, as pure functions.
 
 Runs are read only through their folders (`sr1lib.runs.RunDir`): `rollouts.jsonl` holds the
 trajectories a run logged per step, `config.json` says whether retrieved tokens were masked.
@@ -7,36 +7,15 @@ trajectories a run logged per step, `config.json` says whether retrieved tokens 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 from sr1lib.errors import Sr1Error
 from sr1lib.runs import RunDir
 from sr1lib.types import Trajectory
-from sr1lib.widgets.render import is_correct
+from sr1lib.views.trajectory import is_correct
 
 Item = tuple[int, Trajectory]  # (training step, trajectory)
 CORRECT_CHOICES = ("all", "correct", "incorrect")
-
-
-def find_runs(roots: str | Path | Iterable[str | Path], max_depth: int = 3) -> list[Path]:
-    """Run folders (holding config.json) at or below each root, sorted; a root that is itself a run
-    counts. Depth-limited so pointing at a big folder stays fast."""
-    if isinstance(roots, (str, Path)):
-        roots = [roots]
-    found: set[Path] = set()
-    for root in map(Path, roots):
-        if not root.exists():
-            raise Sr1Error(f"{root}: no such folder (expected a run folder or a folder of runs)")
-        frontier = [root]
-        for _ in range(max_depth + 1):
-            nxt = []
-            for d in frontier:
-                if (d / "config.json").is_file():
-                    found.add(d)
-                    continue  # checkpoints inside a run are not runs
-                nxt += [c for c in sorted(d.iterdir()) if c.is_dir() and not c.name.startswith(".")]
-            frontier = nxt
-    return sorted(found)
 
 
 def load_trajectories(run: str | Path) -> list[Item]:

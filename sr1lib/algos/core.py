@@ -1,38 +1,15 @@
-"""RL math as pure tensor functions: advantages, policy and value losses, KL estimators, entropy,
-loss aggregation. Tensors in, tensors out: no config objects, no logging, no `.item()`, no
-distributed calls (the trainer composes these; see `sr1lib.train`).
-
-Dimension letters used in the shape docstrings:
-    B  batch: trajectories in the (micro-)batch
-    T  tokens: positions along a padded row (any layout; masks say which positions count)
-    V  vocabulary
-    G  groups: distinct group ids (the trajectories sampled for one question in one step)
-
-Masks are float tensors of 0/1 with the shape of the values they select. Every function follows the
-definitions of verl 0.9.1's `trainer/ppo/core_algos.py`, with the papers cited per function. A masked
-mean over an empty mask is 0, as in verl 0.9.1 (its denominator is `n + 1e-8`; ours is clamped to
->= 1); the NaN there is Search-R1's fork of verl, which divides by `n` alone. The seq-mean loss
-modes average over the rows with at least one counted token, as verl 0.9.1's `agg_loss` does.
-Deliberate differences from verl, each tested:
-- a batch without a single counted token aggregates to 0 in every mode (verl divides 0 by 0);
-- whitening uses Bessel's correction only when at least two tokens count (verl raises otherwise);
-  values outside the mask come back as 0 (verl leaves whitened garbage there);
-- GRPO and RLOO give a group of size 1 advantage 0 (verl: GRPO gives it the raw score, RLOO the
-  raw score too), so a question sampled once never pushes the policy with an unbaselined reward;
-- GAE can skip observation tokens (`obs_mask`); a skipped position copies the advantage and
-  return of the next position the recursion visits (see `compute_gae_advantages`);
-- `aggregate_loss` takes optional global token / sequence counts so that micro-batches summed
-  together give exactly the loss of the whole batch (OpenRLHF-style).
+"""Masked statistics, loss aggregation, per-token rewards, KL estimators, policy and value losses and
+entropy: the pure tensor math of `sr1lib.algos` other than advantages (its docstring has the
+glossary and where this departs from verl).
 """
 
 from __future__ import annotations
 
-from typing import Callable, Hashable, Sequence
+from typing import Callable
 
 import torch
 
 Tensor = torch.Tensor
-GroupIds = Sequence[Hashable] | Tensor
 
 # The log-ratio is clamped before exp() so one wild token cannot overflow the ratio (verl does too).
 LOG_RATIO_CLAMP = 20.0
@@ -41,6 +18,10 @@ LOW_VAR_KL_CLAMP = 10.0
 
 
 # ----------------------------------------------------------------------------- masked statistics
+
+
+def as_float(scores: Tensor) -> Tensor:
+    return scores if scores.dtype.is_floating_point else scores.float()
 
 
 def masked_sum(x: Tensor, mask: Tensor, dim: int | None = None) -> Tensor:
@@ -126,163 +107,6 @@ def aggregate_loss(loss_mat: Tensor, mask: Tensor, mode: str = "token-mean", *,
     return LOSS_AGG_MODES[mode](loss_mat, mask, num_tokens, num_seqs)
 
 
-# ----------------------------------------------------------------------------- advantages
-
-
-def compute_gae_advantages(token_level_rewards: Tensor, values: Tensor, response_mask: Tensor,
-                           gamma: float, lam: float, *, obs_mask: Tensor | None = None,
-                           whiten: bool = True) -> tuple[Tensor, Tensor]:
-    """Generalised advantage estimation (GAE, arXiv 1506.02438 eq. 16; verl
-    `compute_gae_advantage_return`), optionally skipping observation tokens.
-
-    token_level_rewards, values, response_mask, obs_mask: [B, T] -> (advantages, returns) [B, T].
-
-    The recursion runs right to left over the VISITED positions, those with response_mask = 1 and
-    (when given) obs_mask = 0. With v' the value of the next visited position (0 after the last):
-        delta_t = r_t + gamma * v' - V_t;   A_t = delta_t + gamma * lam * A'   (A' likewise)
-        R_t = A_t + V_t
-    so retrieved passages neither discount the reward nor bootstrap the value (what newer verl does
-    for multi-turn observations; Search-R1's verl fork visits every response token, obs_mask=None).
-    A skipped position (obs or padding) does not enter the recursion: its reward and value are
-    ignored, and it copies the (advantage, return) of the next visited position to its right, or
-    (0, 0) when none follows. Padding (response_mask = 0) gets 0 for both.
-
-    With `whiten`, advantages are whitened over the visited positions (verl `masked_whiten`) and
-    the same affine map is applied to the skipped response positions; returns are never whitened.
-    """
-    visit = response_mask if obs_mask is None else response_mask * (1 - obs_mask)
-    visit_b = visit > 0
-    b, t_len = values.shape
-    next_value = values.new_zeros(b)
-    last_gae = values.new_zeros(b)
-    adv = values.new_zeros(b, t_len)
-    ret = values.new_zeros(b, t_len)
-    for t in reversed(range(t_len)):
-        m = visit_b[:, t]
-        delta = token_level_rewards[:, t] + gamma * next_value - values[:, t]
-        # torch.where, not m * x + (1 - m) * y: a NaN value at a skipped position must not leak.
-        last_gae = torch.where(m, delta + gamma * lam * last_gae, last_gae)
-        next_value = torch.where(m, values[:, t], next_value)
-        adv[:, t] = last_gae
-        ret[:, t] = last_gae + next_value
-    if whiten:
-        n = visit.sum()
-        mean = masked_sum(adv, visit) / n.clamp(min=1)
-        var = masked_sum((adv - mean) ** 2, visit) / (n - 1).clamp(min=1)
-        adv = (adv - mean) * torch.rsqrt(var + 1e-8)
-    return adv * response_mask, ret * response_mask
-
-
-def group_index(group_ids: GroupIds, device: torch.device | None = None) -> tuple[Tensor, int]:
-    """Group ids -> (LongTensor [B] of dense group numbers 0..G-1, G). Lists are numbered in order
-    of first appearance, tensors in sorted order.
-
-    Ids are compared as given, so they must be globally unique across datasets and steps (Search-R1
-    keyed groups by a per-dataset row index, which merged rows of different datasets).
-    """
-    if isinstance(group_ids, Tensor):
-        if group_ids.dtype.is_floating_point or group_ids.dim() != 1:
-            raise ValueError(f"group_ids tensor must be 1-D integer, got {group_ids.dtype} {tuple(group_ids.shape)}")
-        uniq, inv = torch.unique(group_ids, return_inverse=True)
-        return inv.to(device or group_ids.device), uniq.numel()
-    seen: dict[Hashable, int] = {}
-    idx = [seen.setdefault(g, len(seen)) for g in group_ids]
-    return torch.tensor(idx, dtype=torch.long, device=device), len(seen)
-
-
-def _group_stats(scores: Tensor, group_ids: GroupIds) -> tuple[Tensor, int, Tensor, Tensor, Tensor]:
-    """Per row [B]: (group index, size of its group, score sum of its group, whether its group's
-    scores differ at all), plus G."""
-    if len(group_ids) != scores.shape[0]:
-        raise ValueError(f"{len(group_ids)} group ids for {scores.shape[0]} scores")
-    idx, n_groups = group_index(group_ids, scores.device)
-    count = scores.new_zeros(n_groups).index_add_(0, idx, torch.ones_like(scores))
-    total = scores.new_zeros(n_groups).index_add_(0, idx, scores)
-    hi = scores.new_full((n_groups,), -torch.inf).scatter_reduce(0, idx, scores, "amax")
-    lo = scores.new_full((n_groups,), torch.inf).scatter_reduce(0, idx, scores, "amin")
-    return idx, n_groups, count[idx], total[idx], (hi > lo)[idx]
-
-
-def _as_float(scores: Tensor) -> Tensor:
-    return scores if scores.dtype.is_floating_point else scores.float()
-
-
-def compute_grpo_advantages(scores: Tensor, group_ids: GroupIds, response_mask: Tensor, *,
-                            norm_by_std: bool = True, eps: float = 1e-6) -> tuple[Tensor, Tensor]:
-    """GRPO outcome advantages (arXiv 2402.03300 Sec. 4.1.2; verl `compute_grpo_outcome_advantage`).
-
-    scores: [B] outcome reward per trajectory; group_ids: B hashable ids or a LongTensor [B];
-    response_mask: [B, T] -> (advantages, returns), both [B, T] and equal, as in verl.
-
-    A_i = (s_i - mean(group)) / (std(group) + eps) with the unbiased std (torch.std, as verl), or
-    s_i - mean(group) when not `norm_by_std` (Dr. GRPO, arXiv 2503.20783), broadcast over the row's
-    masked tokens. A group of one trajectory gets 0 (verl gives it the raw score). A group whose
-    rewards are all equal gets exactly 0 (not the mean's rounding error divided by std + eps).
-    """
-    scores = _as_float(scores)
-    idx, n_groups, n, total, varied = _group_stats(scores, group_ids)
-    mean = total / n
-    dev = scores - mean
-    if norm_by_std:
-        sq = scores.new_zeros(n_groups).index_add_(0, idx, dev * dev)[idx]
-        std = torch.sqrt(sq / (n - 1).clamp(min=1))
-        dev = dev / (std + eps)
-    # `varied`: equal rewards give exactly 0, not rounding noise of the mean divided by eps.
-    adv = torch.where(varied, dev, torch.zeros_like(dev))
-    adv = adv[:, None] * response_mask
-    return adv, adv
-
-
-def compute_rloo_advantages(scores: Tensor, group_ids: GroupIds, response_mask: Tensor) -> tuple[Tensor, Tensor]:
-    """REINFORCE leave-one-out (RLOO, arXiv 2402.14740; verl `compute_rloo_outcome_advantage`).
-
-    scores: [B]; group_ids: B ids or LongTensor [B]; response_mask: [B, T] -> (adv, returns) [B, T].
-    A_i = s_i - mean of the OTHER members of i's group = (n s_i - sum) / (n - 1). A group of one
-    gets 0 (verl: the raw score); a group of equal rewards exactly 0.
-    """
-    scores = _as_float(scores)
-    _, _, n, total, varied = _group_stats(scores, group_ids)
-    adv = (n * scores - total) / (n - 1).clamp(min=1)
-    adv = torch.where(varied, adv, torch.zeros_like(adv))[:, None] * response_mask
-    return adv, adv
-
-
-REINFORCE_BASELINES = ("mean", "none")
-
-
-def compute_reinforce_advantages(scores: Tensor, group_ids: GroupIds | None, response_mask: Tensor, *,
-                                 baseline: str = "mean") -> tuple[Tensor, Tensor]:
-    """REINFORCE (Williams 1992) outcome advantages with a batch baseline.
-
-    scores: [B]; response_mask: [B, T] -> (adv, returns) [B, T]. `baseline="mean"` subtracts the
-    mean score of the whole batch (groups are ignored: `group_ids` is accepted only so every
-    outcome estimator has the same signature); `"none"` uses the raw score. No whitening, no
-    discount: every masked token of a row gets the row's advantage.
-    """
-    if baseline not in REINFORCE_BASELINES:
-        raise ValueError(f"unknown REINFORCE baseline {baseline!r}; valid baselines are {list(REINFORCE_BASELINES)}")
-    scores = _as_float(scores)
-    adv = scores - scores.mean() if baseline == "mean" and scores.numel() else scores
-    adv = adv[:, None] * response_mask
-    return adv, adv
-
-
-# "gae" needs a critic (values) and token-level rewards; the others take outcome scores:
-#   fn(scores [B], group_ids, response_mask [B, T], **options) -> (advantages, returns)
-ADVANTAGE_ESTIMATORS: dict[str, Callable[..., tuple[Tensor, Tensor]]] = {
-    "gae": compute_gae_advantages,
-    "grpo": compute_grpo_advantages,
-    "rloo": compute_rloo_advantages,
-    "reinforce": compute_reinforce_advantages,
-}
-
-
-def get_advantage_estimator(name: str) -> Callable[..., tuple[Tensor, Tensor]]:
-    if name not in ADVANTAGE_ESTIMATORS:
-        raise ValueError(f"unknown advantage estimator {name!r}; valid estimators are {sorted(ADVANTAGE_ESTIMATORS)}")
-    return ADVANTAGE_ESTIMATORS[name]
-
-
 # ----------------------------------------------------------------------------- rewards per token
 
 
@@ -295,7 +119,7 @@ def compute_token_level_scores(scores: Tensor, mask: Tensor) -> Tensor:
     t_len = mask.shape[-1]
     has = mask.sum(-1) > 0
     last = t_len - 1 - torch.argmax(mask.flip(-1).gt(0).to(torch.int8), dim=-1)
-    out = torch.zeros(mask.shape, dtype=_as_float(scores).dtype, device=mask.device)
+    out = torch.zeros(mask.shape, dtype=as_float(scores).dtype, device=mask.device)
     return out.scatter(1, last[:, None], torch.where(has, scores.to(out.dtype), 0.0)[:, None])
 
 

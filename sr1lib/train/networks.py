@@ -1,19 +1,11 @@
-"""The trainer's models and their batched forward passes: policy (optionally LoRA), frozen reference,
-critic, and per-token log-probs, entropies and values over right-padded batches.
-
-Token alignment: every per-token tensor the trainer handles is [B, T-1] and describes the TARGET
-tokens `input_ids[:, 1:]`; entry t is scored from the logits (or hidden state) at position t, as in
-`sr1lib.masking`. Position 0 is always a prompt token, so nothing trained is lost by the shift.
+"""The networks of one run: policy (optionally LoRA), frozen reference and critic, built on one device.
+Their forward passes are `sr1lib.train.forward` (plain), `.prefix` (prompt shared) and `.batched`.
 
 Choices (documented because results depend on them):
 - the critic is `AutoModelForTokenClassification` with one label on the policy's architecture,
   initialised from the policy checkpoint (verl does the same), with its classifier dropout forced
   to 0 (transformers defaults it to 0.1, which would make values noisy in training mode); the
   value of target token t is read from the hidden state at t-1, the state before emitting it;
-- log-probs are those of softmax(logits / temperature), the distribution the rollout sampled from
-  (verl divides logits by the temperature too);
-- only logits at positions >= (shortest prompt - 1) are computed (`logits_to_keep`): prompt logits
-  are never needed, and an LM head over a long prompt is the largest single cost of a forward pass;
 - with LoRA there is no separate reference model: the reference pass runs the policy with its
   adapters disabled; with `ref_offload` the reference lives on the CPU and visits the device for
   its forward pass only;
@@ -34,7 +26,6 @@ from typing import Any, Iterator
 
 import torch
 
-from sr1lib.algos import compute_entropy_from_logits
 from sr1lib.errors import Sr1Error
 
 Tensor = torch.Tensor
@@ -202,113 +193,3 @@ def build_models(base_path: str | Path, *, device: torch.device, seed: int, need
     critic = None if critic is None else realign(critic)
     return Models(policy=policy, tokenizer=tokenizer, ref=ref, critic=critic, device=device,
                   bf16=bf16, ref_offload=ref_offload, lora=lora_r > 0)
-
-
-def entropy_of(logits: Tensor, grad: bool) -> Tensor:
-    """Entropy per position; without `grad` no autograd graph is kept (a metric only: the softmax
-    over the vocabulary would otherwise be stored for backward)."""
-    if grad:
-        return compute_entropy_from_logits(logits)
-    with torch.no_grad():
-        return compute_entropy_from_logits(logits.detach())
-
-
-def trim(t: Tensor, length: int) -> Tensor:
-    """The first `length` columns of a [B, T(, ...)] tensor (right padding makes the rest pads)."""
-    return t[:, :length]
-
-
-def forward_logprobs(model: Any, input_ids: Tensor, attention_mask: Tensor, position_ids: Tensor, *,
-                     first_target: int = 1, temperature: float = 1.0,
-                     with_entropy: bool = False, entropy_grad: bool = True) -> tuple[Tensor, Tensor | None]:
-    """Log-probs (and entropies) of the target tokens under `model`, with grad if enabled.
-
-    input_ids, attention_mask, position_ids: [B, T] -> (logprob [B, T-1], entropy [B, T-1] | None),
-    entry t scoring input_ids[:, t + 1]. Targets before `first_target` (prompt tokens, when it is
-    the shortest prompt length) and padding targets get 0; the former never have logits computed.
-    """
-    t_len = input_ids.shape[1]
-    first_target = max(1, min(first_target, t_len - 1))
-    keep = t_len - first_target + 1  # logits at positions first_target - 1 .. T - 1
-    out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                use_cache=False, logits_to_keep=keep)
-    logits = out.logits[:, :-1].float()  # [B, T - first_target, V], the last position has no target
-    if temperature != 1.0:
-        logits = logits / temperature
-    targets = input_ids[:, first_target:]
-    real = attention_mask[:, first_target:].to(logits.dtype)  # padding targets come back as 0
-    logp = (logits.gather(-1, targets[..., None])[..., 0] - torch.logsumexp(logits, dim=-1)) * real
-    pad = logp.new_zeros(logp.shape[0], first_target - 1)
-    entropy = None
-    if with_entropy:
-        entropy = torch.cat([pad, entropy_of(logits, entropy_grad) * real], dim=1)
-    return torch.cat([pad, logp], dim=1), entropy
-
-
-def forward_values(critic: Any, input_ids: Tensor, attention_mask: Tensor, position_ids: Tensor) -> Tensor:
-    """Values of the state before each target token: [B, T] inputs -> [B, T-1] (float32)."""
-    out = critic(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False)
-    return out.logits[:, :-1, 0].float()
-
-
-def micro_slices(n: int, size: int) -> list[slice]:
-    """Row slices of at most `size` rows covering 0..n (size 0 = one slice)."""
-    size = size or n
-    return [slice(i, min(i + size, n)) for i in range(0, n, size)]
-
-
-def policy_forward(model: Any, input_ids: Tensor, attention_mask: Tensor, position_ids: Tensor, lengths: Tensor,
-                   prompt_lengths: Tensor, *, temperature: float, with_entropy: bool = False,
-                   entropy_grad: bool = True, share_prefix: bool = False) -> tuple[Tensor, Tensor | None]:
-    """Per-target log-probs (and entropies) [B, T-1] of a right-padded (micro-)batch already trimmed to
-    its longest row: prefix-shared (`sr1lib.train.prefix`) when asked for and some rows share a
-    prompt, else one plain pass from the shortest prompt on."""
-    from sr1lib.train.prefix import shared_logprobs, worth_sharing
-
-    if share_prefix and worth_sharing(input_ids, prompt_lengths):
-        return shared_logprobs(model, input_ids, attention_mask, lengths, prompt_lengths, temperature=temperature,
-                               with_entropy=with_entropy, entropy_grad=entropy_grad)
-    return forward_logprobs(model, input_ids, attention_mask, position_ids, first_target=int(prompt_lengths.min()),
-                            temperature=temperature, with_entropy=with_entropy, entropy_grad=entropy_grad)
-
-
-def critic_forward(critic: Any, input_ids: Tensor, attention_mask: Tensor, position_ids: Tensor, lengths: Tensor,
-                   prompt_lengths: Tensor, *, share_prefix: bool = False) -> Tensor:
-    """Values [B, T-1] of a trimmed (micro-)batch, prefix-shared when asked for and useful."""
-    from sr1lib.train.prefix import shared_values, worth_sharing
-
-    if share_prefix and worth_sharing(input_ids, prompt_lengths):
-        return shared_values(critic, input_ids, attention_mask, lengths, prompt_lengths)
-    return forward_values(critic, input_ids, attention_mask, position_ids)
-
-
-@torch.no_grad()
-def batched_logprobs(model: Any, input_ids: Tensor, attention_mask: Tensor, position_ids: Tensor,
-                     lengths: Tensor, prompt_lengths: Tensor, *, micro_batch_size: int, temperature: float,
-                     autocast_ctx: Any, share_prefix: bool = False) -> Tensor:
-    """No-grad log-probs [B, T-1] computed micro-batch by micro-batch, each trimmed to its longest
-    row (the reference and 'old policy' passes)."""
-    out = torch.zeros(input_ids.shape[0], input_ids.shape[1] - 1, device=input_ids.device)
-    for sl in micro_slices(input_ids.shape[0], micro_batch_size):
-        n = int(lengths[sl].max())
-        with autocast_ctx():
-            lp, _ = policy_forward(model, trim(input_ids[sl], n), trim(attention_mask[sl], n),
-                                   trim(position_ids[sl], n), lengths[sl], prompt_lengths[sl],
-                                   temperature=temperature, share_prefix=share_prefix)
-        out[sl, : n - 1] = lp
-    return out
-
-
-@torch.no_grad()
-def batched_values(critic: Any, input_ids: Tensor, attention_mask: Tensor, position_ids: Tensor,
-                   lengths: Tensor, prompt_lengths: Tensor, *, micro_batch_size: int, autocast_ctx: Any,
-                   share_prefix: bool = False) -> Tensor:
-    """No-grad values [B, T-1], micro-batch by micro-batch."""
-    out = torch.zeros(input_ids.shape[0], input_ids.shape[1] - 1, device=input_ids.device)
-    for sl in micro_slices(input_ids.shape[0], micro_batch_size):
-        n = int(lengths[sl].max())
-        with autocast_ctx():
-            out[sl, : n - 1] = critic_forward(critic, trim(input_ids[sl], n), trim(attention_mask[sl], n),
-                                              trim(position_ids[sl], n), lengths[sl], prompt_lengths[sl],
-                                              share_prefix=share_prefix)
-    return out
