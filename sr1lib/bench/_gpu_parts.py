@@ -190,6 +190,7 @@ def generate_baseline(trainer: Any, hf: Any, model_dir: str, prompts: list[list[
 def _update_fits(trainer: Any, rows: list[Any]) -> bool:
     """Whether one policy forward + backward over `rows` in a single micro-batch fits in memory."""
     from sr1lib.masking import build_padded
+    from sr1lib.train.batched import TokenBatch
     from sr1lib.train.step import token_masks
     from sr1lib.train.update import PolicyBatch, accumulate_policy_grads
 
@@ -197,8 +198,8 @@ def _update_fits(trainer: Any, rows: list[Any]) -> bool:
     try:
         pb = build_padded(rows, trainer.pad_id).to(trainer.device)
         masks = token_masks(pb, trainer.cfg.algorithm)
-        batch = PolicyBatch(pb.input_ids, pb.attention_mask, pb.position_ids, pb.lengths, pb.prompt_lengths,
-                            masks["policy"], torch.ones_like(masks["policy"]), sampled=masks["model"])
+        batch = PolicyBatch(TokenBatch.of(pb), masks["policy"], torch.ones_like(masks["policy"]),
+                            sampled_mask=masks["sampled"])
         accumulate_policy_grads(m.policy, batch, trainer.loss_cfg, micro_batch_size=len(rows),
                                 autocast_ctx=m.autocast)
         sync(trainer.device)

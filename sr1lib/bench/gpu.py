@@ -125,7 +125,7 @@ def run_config(model: Path, algo: str, args: Any, device: str) -> Any:
 
 def step_row(m: dict[str, Any], trajs: list[Any], decode: Any, trainer: Any) -> dict[str, float]:
     """One step's seconds by phase and its token counts, from the trainer's metrics and the decode timer."""
-    from sr1lib.train.models import micro_slices
+    from sr1lib.train.batched import micro_slices
 
     t = trainer.cfg.train
     mini = t.mini_batch_size or len(trajs)
@@ -147,11 +147,11 @@ def _median_rate(rows: list[dict[str, float]], work: str, seconds: str, scale: f
 
 def figures(rows: list[dict[str, float]], trainer: Any, peak_tflops: float | None) -> dict[str, Any]:
     """Medians of the per-step rates, MFU against `peak_tflops` (None without one), the median step's split."""
-    from sr1lib.train.models import micro_slices
+    from sr1lib.train.batched import micro_slices
 
     t = trainer.cfg.train
     n_policy = sum(p.numel() for p in trainer.models.policy.parameters())
-    n_critic = sum(p.numel() for p in trainer.models.critic.parameters()) if trainer.ppo else 0
+    n_critic = sum(p.numel() for p in trainer.models.critic.parameters()) if trainer.has_critic else 0
     old_pass = t.ppo_epochs > 1 or len(micro_slices(int(rows[0]["trajectories"]), t.mini_batch_size)) > 1
     # parameters run per no-grad token: old policy, reference, critic values (as Trainer.step runs them)
     lp_params = n_policy * (int(old_pass) + int(trainer.need_ref)) + n_critic

@@ -101,7 +101,7 @@ def build_model(out: Path, hidden: int, layers: int, shape: str = "tiny", device
 def forward_tokens(trajectories: list[Any], micro_batch_size: int = 0) -> int:
     """Tokens a prefix-shared forward pass runs over `trajectories` in micro-batches of
     `micro_batch_size` rows (0 = one): each distinct prompt once per micro-batch, every response token."""
-    from sr1lib.train.models import micro_slices
+    from sr1lib.train.batched import micro_slices
 
     total = 0
     for sl in micro_slices(len(trajectories), micro_batch_size):

@@ -49,6 +49,7 @@ UNMAPPED = {
     "data.val_limit": "applied by the export: val.parquet holds at most this many rows",
     "retrieval.cache": "a property of the `sr1 serve` process (pass --no-cache there)",
     "retrieval.threads": "a property of the `sr1 serve` process",
+    "rollout.prompt_mode": "the agent loop always builds the search prompt; no_search and rag runs stay local",
     "rollout.generator": "verl samples with its own rollout servers (vLLM here; hf has no verl equivalent)",
     "algorithm.critic_sees_retrieved": "verl's critic and GAE always use response_mask, i.e. model tokens only",
     "train.device": "verl places workers on GPUs by trainer.n_gpus_per_node / trainer.nnodes",
