@@ -108,7 +108,7 @@ def test_console_log_alone_is_enough(tmp_path, tiny_model_dir, retriever, capsys
 
 def test_imported_run_works_in_the_plots_and_the_inspector(tmp_path, tiny_model_dir, retriever, capsys, monkeypatch):
     from sr1lib.experiments.frames import metrics_frame
-    from sr1lib.widgets.render import render_trajectory_html
+    from sr1lib.views.trajectory import render_trajectory_html
 
     tok = load_tokenizer(tiny_model_dir)
     write_verl_run(tmp_path, tok, trajectories(tok, retriever), capsys, monkeypatch)

@@ -117,8 +117,10 @@ def test_agent_loop_output_equals_sr1_rollout_token_for_token(policy, tiny_model
         p = len(tr.prompt_ids)
         assert out.prompt_ids == list(tr.prompt_ids)
         assert out.prompt_ids + out.response_ids == padded.input_ids[0].tolist()
-        assert out.response_mask == padded.loss_mask[0, p:].long().tolist()
-        assert out.response_logprobs == pytest.approx(padded.old_logprobs[0, p:].tolist(), abs=0)
+        assert out.response_mask == padded.sampled_mask[0, p:].long().tolist()
+        sampler_lps = [lp for seg in tr.segments if seg.source != "prompt"
+                       for lp in (seg.logprobs if seg.source == "model" else [0.0] * len(seg.token_ids))]
+        assert out.response_logprobs == pytest.approx(sampler_lps, abs=0)
         assert out.reward_score == tr.reward
         facts = out.extra_fields["reward_extra_info"]
         assert (facts["n_searches"], facts["end"], facts["queries"]) == (tr.n_searches, tr.extra["end"], list(tr.queries))
